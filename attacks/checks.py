@@ -1,0 +1,164 @@
+"""Input validation shared by every public entry point.
+
+Every check raises before any work is done and never mutates its inputs. Messages say what was
+wrong, what was expected and what to do, because users most often hit these with their own data.
+"""
+from __future__ import annotations
+
+import math
+from typing import Iterable, Sequence
+
+import torch
+
+NORMS = ("linf", "l2")
+
+
+def check_images(
+    x: object,
+    *,
+    name: str = "x",
+    channels: int | Sequence[int] | None = None,
+    bounds: tuple[float, float] = (0.0, 1.0),
+) -> torch.Tensor:
+    """Validate a batch of images in pixel space: float tensor, shape (N, C, H, W), finite, in bounds."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(
+            f"{name} must be a torch.Tensor of shape (N, C, H, W), got {type(x).__name__}. "
+            "Convert with torch.as_tensor(array, dtype=torch.float32)."
+        )
+    if not x.is_floating_point():
+        hint = ""
+        if x.numel() and x.dtype in (torch.uint8, torch.int16, torch.int32, torch.int64):
+            if int(x.max()) > 1:
+                hint = " It looks like 0-255 integer pixels: pass x.float() / 255."
+        raise TypeError(
+            f"{name} must be a floating-point tensor with pixels in [{bounds[0]}, {bounds[1]}], "
+            f"got dtype {x.dtype}.{hint}"
+        )
+    if x.dim() != 4:
+        hint = ""
+        if x.dim() == 3:
+            hint = " For a single image use x.unsqueeze(0); for a batch of grayscale images use x.unsqueeze(1)."
+        elif x.dim() == 2:
+            hint = " Flattened images? Reshape to (N, C, H, W)."
+        raise ValueError(f"{name} must be 4-D (N, C, H, W), got shape {tuple(x.shape)}.{hint}")
+    if x.shape[0] == 0:
+        raise ValueError(f"{name} is an empty batch (shape {tuple(x.shape)}); pass at least one image.")
+    if channels is not None:
+        allowed = (channels,) if isinstance(channels, int) else tuple(channels)
+        if x.shape[1] not in allowed:
+            raise ValueError(
+                f"{name} has {x.shape[1]} channel(s) (shape {tuple(x.shape)}) but the model takes "
+                f"{' or '.join(map(str, allowed))}. Images must be (N, C, H, W) with C first; convert "
+                "grayscale/RGB or build the Classifier with data_chans matching your data."
+            )
+    if not torch.isfinite(x).all():
+        n_bad = int((~torch.isfinite(x)).sum())
+        raise ValueError(f"{name} contains {n_bad} NaN/Inf value(s); clean the data before attacking or training.")
+    lo, hi = float(x.min()), float(x.max())
+    if lo < bounds[0] - 1e-6 or hi > bounds[1] + 1e-6:
+        if lo < 0 and hi <= 10:
+            hint = (
+                " It looks normalized with mean/std: pass raw pixels in [0, 1]; the Classifier applies "
+                "its own normalization inside."
+            )
+        elif hi > 1.5:
+            hint = " It looks like 0-255 pixels: divide by 255."
+        else:
+            hint = " Clamp or rescale your pixels."
+        raise ValueError(
+            f"{name} must have pixels in [{bounds[0]}, {bounds[1]}], found values in [{lo:.4g}, {hi:.4g}].{hint}"
+        )
+    return x
+
+
+def check_labels(y: object, n: int, num_classes: int | None = None, *, name: str = "y") -> torch.Tensor:
+    """Validate integer class labels of shape (n,) in [0, num_classes)."""
+    if not isinstance(y, torch.Tensor):
+        raise TypeError(
+            f"{name} must be a torch.Tensor of int64 class indices, got {type(y).__name__}. "
+            "Convert with torch.as_tensor(labels, dtype=torch.long)."
+        )
+    if y.is_floating_point() or y.dtype == torch.bool or y.is_complex():
+        raise TypeError(
+            f"{name} must hold integer class indices (int64), got dtype {y.dtype}. "
+            "One-hot or probability targets? Use y.argmax(1); float indices? Use y.long()."
+        )
+    if y.dim() != 1:
+        raise ValueError(f"{name} must be 1-D (N,), got shape {tuple(y.shape)}. Flatten with {name}.view(-1).")
+    if y.shape[0] != n:
+        raise ValueError(
+            f"{name} has {y.shape[0]} labels but the image batch has {n} images; they must match one to one."
+        )
+    if num_classes is not None and y.numel():
+        lo, hi = int(y.min()), int(y.max())
+        if lo < 0 or hi >= num_classes:
+            raise ValueError(
+                f"{name} must be class indices in [0, {num_classes - 1}], found values in [{lo}, {hi}]. "
+                "Check the classifier's num_classes and your label encoding."
+            )
+    return y
+
+
+def check_targets(target: object, y: torch.Tensor, num_classes: int | None) -> torch.Tensor:
+    """Validate target classes of a targeted attack: same checks as labels, and never equal to the label."""
+    t = check_labels(target, y.shape[0], num_classes, name="target")
+    same = t.to(y.device) == y
+    if bool(same.any()):
+        raise ValueError(
+            f"target equals the true label for {int(same.sum())} of {y.shape[0]} inputs; a targeted attack "
+            "needs a different class. Draw targets with attacks.random_targets(y, num_classes)."
+        )
+    return t
+
+
+def check_eps(eps: object, norm: str, *, name: str = "eps") -> float:
+    """Validate an attack budget for pixels in [0, 1]; catch the 8-instead-of-8/255 mistake."""
+    if norm not in NORMS:
+        raise ValueError(f"unknown norm {norm!r}; choose one of {', '.join(NORMS)}.")
+    if isinstance(eps, bool) or not isinstance(eps, (int, float)):
+        if isinstance(eps, torch.Tensor) and eps.numel() == 1:
+            eps = float(eps)
+        else:
+            raise TypeError(f"{name} must be a number, got {type(eps).__name__}.")
+    eps = float(eps)
+    if not math.isfinite(eps) or eps <= 0:
+        raise ValueError(f"{name} must be a positive finite number, got {eps}.")
+    if norm == "linf" and eps > 1:
+        raise ValueError(
+            f"{name}={eps:g} is larger than the whole pixel range [0, 1] for an L-inf budget. Pixels are in "
+            f"[0, 1] here: did you mean {eps:g}/255 = {eps / 255:.4f}?"
+        )
+    return eps
+
+
+def check_positive_int(value: object, name: str, *, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__} ({value!r}).")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}.")
+    return value
+
+
+def check_fraction(value: object, name: str, *, allow_zero: bool = True) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number in [0, 1], got {type(value).__name__}.")
+    v = float(value)
+    if not (0.0 <= v <= 1.0) or (not allow_zero and v == 0.0):
+        raise ValueError(f"{name} must be in {'[0' if allow_zero else '(0'}, 1], got {value}.")
+    return v
+
+
+def check_choice(value: object, name: str, choices: Iterable[str]) -> str:
+    choices = list(choices)
+    if value not in choices:
+        raise ValueError(f"unknown {name} {value!r}; valid choices: {', '.join(map(str, choices))}.")
+    return value  # type: ignore[return-value]
+
+
+def looks_like_probabilities(out: torch.Tensor) -> bool:
+    """True if every row is non-negative and sums to 1: a model returning softmax outputs, not logits."""
+    if out.dim() != 2 or out.shape[1] < 2:
+        return False
+    out = out.detach().float()
+    return bool((out >= 0).all() and (out <= 1).all() and torch.allclose(out.sum(1), torch.ones_like(out[:, 0]), atol=1e-3))
