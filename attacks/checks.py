@@ -162,3 +162,16 @@ def looks_like_probabilities(out: torch.Tensor) -> bool:
         return False
     out = out.detach().float()
     return bool((out >= 0).all() and (out <= 1).all() and torch.allclose(out.sum(1), torch.ones_like(out[:, 0]), atol=1e-3))
+
+
+def resolve_device(name: str = "auto"):
+    """'auto' -> cuda if available else cpu; a clear error for an unavailable device."""
+    if name in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"unknown device {name!r}; use cpu, cuda, cuda:N or auto.") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} requested but CUDA is not available on this machine; use --device cpu.")
+    return dev

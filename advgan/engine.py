@@ -1,0 +1,509 @@
+"""The one min-max engine that trains every GAN in the library (GAN, cGAN, pix2pix, AdvGAN, ...).
+
+A model plugs in as a :class:`MinMaxGame`: it names its trainable networks (``nets``), lists its
+players in update order with their step counts (``players()``, e.g. ``[D x k, G x 1]``) and returns
+each player's loss (``loss(name, batch, step)``). The engine owns everything else: the schedule, freezing
+the other players, mixed precision, gradient clipping, EMA of generator weights, LR schedules,
+progress, history, periodic samples, DDP, checkpoints with exact resume, and the NaN/Inf guard.
+
+Schedule: a *round* (= one generator step) runs each player's ``steps`` in order. Every step of the
+first player draws a fresh batch; the later players reuse the last batch drawn (as in WGAN-GP with
+k critic steps, and pix2pix/AdvGAN with k = 1). An epoch is one pass over the loader.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import math
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from attacks.checkpoint import (
+    CheckpointError, optimizer_from_tensors, optimizer_to_tensors, rng_state, save_tensors, set_rng_state,
+)
+from attacks.checkpoint import load_tensors as _load_tensors
+from attacks.checks import check_choice, check_positive_int, resolve_device
+
+from . import distributed as D
+from .history import History
+
+CHECKPOINT = "checkpoint.safetensors"
+HISTORY = "history.json"
+SCHEDULES = ("constant", "linear", "cosine")
+_RUN_FIELDS = ("progress", "device", "checkpoint_every", "sample_every", "log_every")  # may differ on resume
+
+
+class DivergenceError(RuntimeError):
+    """A loss became NaN/Inf; training stopped and the last good checkpoint was kept."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Settings of the min-max engine; every model config inherits these fields."""
+
+    lr_g: float = 2e-4
+    lr_d: float = 2e-4
+    betas: tuple[float, float] = (0.5, 0.999)
+    weight_decay: float = 0.0
+    d_steps: int = 1                   #: discriminator steps per generator step (WGAN: 5)
+    batch_size: int = 64
+    lr_schedule: str = "constant"      #: constant | linear (to 0) | cosine
+    amp: bool = False                  #: autocast (bf16 where supported, else fp16 + GradScaler)
+    grad_clip: float | None = None     #: max gradient norm per player step
+    ema_decay: float | None = None     #: EMA of generator weights (e.g. 0.999)
+    checkpoint_every: int = 0          #: generator steps between checkpoints (0: end of each epoch only)
+    sample_every: int = 0              #: generator steps between sample grids (0: end of each epoch)
+    log_every: int = 10                #: generator steps between host syncs for logging / NaN guard
+    seed: int = 0
+    device: str = "auto"
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("lr_g", "lr_d"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or not (v > 0 and math.isfinite(v)):
+                raise ValueError(f"{name} must be a positive learning rate, got {v!r}.")
+        if len(tuple(self.betas)) != 2 or not all(0 <= b < 1 for b in self.betas):
+            raise ValueError(f"betas must be two numbers in [0, 1), got {self.betas!r}.")
+        object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
+        check_positive_int(self.d_steps, "d_steps")
+        check_positive_int(self.batch_size, "batch_size")
+        check_positive_int(self.log_every, "log_every")
+        check_positive_int(self.checkpoint_every, "checkpoint_every", minimum=0)
+        check_positive_int(self.sample_every, "sample_every", minimum=0)
+        check_positive_int(self.seed, "seed", minimum=0)
+        check_choice(self.lr_schedule, "lr_schedule", SCHEDULES)
+        if self.grad_clip is not None and not (self.grad_clip > 0):
+            raise ValueError(f"grad_clip must be positive or None, got {self.grad_clip}.")
+        if self.ema_decay is not None and not (0 < self.ema_decay < 1):
+            raise ValueError(f"ema_decay must be in (0, 1) or None, got {self.ema_decay}.")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class Player:
+    """One trainable network's place in the schedule."""
+
+    name: str
+    lr: float
+    steps: int = 1
+    betas: tuple[float, float] = (0.5, 0.999)
+    weight_decay: float = 0.0
+    ema: bool = False
+
+
+class MinMaxGame:
+    """What a model provides to the engine. ``nets`` maps player names to their networks."""
+
+    kind: str = "game"
+    nets: dict[str, nn.Module]
+
+    def players(self) -> list[Player]:
+        raise NotImplementedError
+
+    def loss(self, player: str, batch: tuple[torch.Tensor, ...], step: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Scalar loss for ``player`` to minimise on ``batch`` and a dict of named components to log."""
+        raise NotImplementedError
+
+    def config_dict(self) -> dict[str, Any]:
+        return {}
+
+    def frozen_modules(self) -> list[nn.Module]:
+        """Non-trainable modules the game uses (e.g. a target classifier); moved to the device, never trained."""
+        return []
+
+    def sample_grid(self, path: Path, trainer: "MinMaxTrainer") -> None:
+        """Optional: write a PNG of current samples."""
+
+    def on_epoch_end(self, trainer: "MinMaxTrainer") -> dict[str, float]:
+        """Optional: validation metrics to record after each epoch."""
+        return {}
+
+
+@dataclass
+class _State:
+    epoch: int = 0
+    step: int = 0
+    batch_in_epoch: int = 0
+
+
+def _autocast(device: torch.device, enabled: bool):
+    if not enabled:
+        return nullcontext(), None
+    if device.type == "cuda":
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
+        return torch.autocast("cuda", dtype=dtype), scaler
+    return torch.autocast(device.type, dtype=torch.bfloat16), None
+
+
+class MinMaxTrainer:
+    """Runs the min-max game. ``out_dir`` enables checkpoints, history files and sample grids."""
+
+    def __init__(self, game: MinMaxGame, config: TrainConfig, out_dir: str | Path | None = None) -> None:
+        if not isinstance(config, TrainConfig):
+            raise TypeError(f"config must be a TrainConfig (or a model config inheriting it), got {type(config).__name__}.")
+        self.game = game
+        self.config = config
+        self.out_dir = Path(out_dir) if out_dir is not None else None
+        self.device = D.local_device(resolve_device(config.device))
+        self.dist = D.init_from_env(self.device)
+        self.players = game.players()
+        if not self.players:
+            raise ValueError(f"{type(game).__name__}.players() returned no players.")
+        unknown = [p.name for p in self.players if p.name not in game.nets]
+        if unknown:
+            raise ValueError(f"players {unknown} have no network in game.nets ({list(game.nets)}).")
+        self.state = _State()
+        self.history = History()
+        self.raw_nets: dict[str, nn.Module] = dict(game.nets)
+        for net in list(self.raw_nets.values()) + list(game.frozen_modules()):
+            net.to(self.device)
+        self.optimizers = {
+            p.name: torch.optim.Adam(self.raw_nets[p.name].parameters(), lr=p.lr, betas=p.betas, weight_decay=p.weight_decay)
+            for p in self.players
+        }
+        self.ema: dict[str, nn.Module] = {}
+        if config.ema_decay:
+            for p in self.players:
+                if p.ema:
+                    self.ema[p.name] = copy.deepcopy(self.raw_nets[p.name]).eval().requires_grad_(False)
+        self.autocast, scaler = _autocast(self.device, config.amp)
+        self.scalers = {p.name: copy.deepcopy(scaler) for p in self.players} if scaler is not None else {}
+        self.schedulers: dict[str, torch.optim.lr_scheduler.LambdaLR] = {}
+        self._ddp: dict[str, nn.Module] = {}
+        self._epoch_rng: dict[str, torch.Tensor] = {}
+        self._pending: list[tuple[int, int, dict[str, torch.Tensor]]] = []
+        self._resumed_world: int | None = None
+
+    # ------------------------------------------------------------------ public
+    @property
+    def checkpoint_path(self) -> Path | None:
+        return self.out_dir / CHECKPOINT if self.out_dir else None
+
+    def has_checkpoint(self) -> bool:
+        return bool(self.checkpoint_path and self.checkpoint_path.is_file())
+
+    def fit(self, loader: DataLoader, epochs: int, *, resume: bool = True) -> History:
+        """Train until ``epochs`` epochs are done (resuming from ``out_dir``'s checkpoint if present)."""
+        check_positive_int(epochs, "epochs")
+        if not isinstance(loader, DataLoader):
+            raise TypeError(f"loader must be a torch DataLoader, got {type(loader).__name__}.")
+        if len(loader) == 0:
+            raise ValueError("the training loader is empty: the dataset has no items (or batch_size > size with drop_last).")
+        loader = D.shard_loader(loader, seed=self.config.seed)
+        first = self.players[0].steps
+        rounds_per_epoch = math.ceil(len(loader) / first)
+        self._make_schedulers(epochs * rounds_per_epoch)
+        if resume and self.has_checkpoint():
+            self.load_checkpoint()
+        elif self.state.step == 0:
+            torch.manual_seed(self.config.seed)
+        self._wrap_ddp()
+        try:
+            for net in self.raw_nets.values():
+                net.train()
+            while self.state.epoch < epochs:
+                self._run_epoch(loader, epochs)
+        finally:
+            self._unwrap_ddp()
+        return self.history
+
+    def ema_net(self, name: str) -> nn.Module:
+        """The EMA copy of a player's network if EMA is on, else the network itself."""
+        return self.ema.get(name, self.raw_nets[name])
+
+    # ------------------------------------------------------------------ internals
+    def _make_schedulers(self, total_rounds: int) -> None:
+        kind = self.config.lr_schedule
+        total = max(1, total_rounds)
+
+        def factor(r: int) -> float:
+            if kind == "linear":
+                return max(0.0, 1.0 - r / total)
+            if kind == "cosine":
+                return 0.5 * (1 + math.cos(math.pi * min(r, total) / total))
+            return 1.0
+
+        self.schedulers = {n: torch.optim.lr_scheduler.LambdaLR(o, factor) for n, o in self.optimizers.items()}
+
+    def _wrap_ddp(self) -> None:
+        if not self.dist.active:
+            return
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        for name, net in self.raw_nets.items():
+            if any(p.requires_grad for p in net.parameters()):
+                self._ddp[name] = DDP(net, device_ids=ids, broadcast_buffers=False)
+
+    def _unwrap_ddp(self) -> None:
+        self.game.nets.update(self.raw_nets)
+        self._ddp.clear()
+
+    def _activate(self, name: str) -> None:
+        """Only ``name`` trains; every other player is frozen (no parameter gradients)."""
+        for n, net in self.raw_nets.items():
+            net.requires_grad_(n == name)
+            self.game.nets[n] = self._ddp.get(n, net) if n == name else net
+
+    def _loader_generators(self, loader: DataLoader) -> list[torch.Generator]:
+        gens = []
+        for g in (getattr(loader, "generator", None), getattr(loader.sampler, "generator", None)):
+            if isinstance(g, torch.Generator) and all(g is not h for h in gens):
+                gens.append(g)
+        return gens
+
+    def _run_epoch(self, loader: DataLoader, epochs: int) -> None:
+        st, cfg = self.state, self.config
+        gens = self._loader_generators(loader)
+        if st.batch_in_epoch and self._epoch_rng:      # resuming mid-epoch: replay the epoch's order
+            resume_rng = rng_state()
+            set_rng_state({k[len("epoch."):]: v for k, v in self._epoch_rng.items() if k.startswith("epoch.rng")})
+            for i, g in enumerate(gens):
+                if f"epoch.gen{i}" in self._epoch_rng:
+                    g.set_state(self._epoch_rng[f"epoch.gen{i}"])
+        else:
+            st.batch_in_epoch = 0
+            resume_rng = None
+            self._epoch_rng = {f"epoch.{k}": v for k, v in rng_state().items()}
+            self._epoch_rng.update({f"epoch.gen{i}": g.get_state() for i, g in enumerate(gens)})
+        if hasattr(loader.sampler, "set_epoch"):
+            loader.sampler.set_epoch(st.epoch)
+        it: Iterator = iter(loader)
+        for _ in range(st.batch_in_epoch):
+            next(it)
+        if resume_rng is not None:
+            set_rng_state(resume_rng)
+        t0 = time.perf_counter()
+        bar = tqdm(total=len(loader), initial=st.batch_in_epoch, desc=f"{self.game.kind} epoch {st.epoch + 1}/{epochs}",
+                   disable=not (cfg.progress and self.dist.is_main), leave=False, dynamic_ncols=True)
+        done = False
+        while not done:
+            logs: dict[str, torch.Tensor] = {}
+            batch = None
+            stepped = False
+            for pi, p in enumerate(self.players):
+                for _ in range(p.steps):
+                    if pi == 0 or batch is None:
+                        try:
+                            batch = self._to_device(next(it))
+                        except StopIteration:
+                            done = True
+                            break
+                        st.batch_in_epoch += 1
+                        bar.update(1)
+                    loss, parts = self._player_step(p, batch)
+                    stepped = True
+                    logs[f"{p.name}/loss"] = loss
+                    logs.update({f"{p.name}/{k}": v.detach() if isinstance(v, torch.Tensor) else torch.tensor(float(v)) for k, v in parts.items()})
+                if done:
+                    break
+            if not stepped:
+                break
+            st.step += 1
+            self._update_ema()
+            for s in self.schedulers.values():
+                s.step()
+            self._pending.append((st.step, st.epoch, logs))
+            if st.step % cfg.log_every == 0:
+                self._flush_logs()
+                last = self.history.steps[-1]
+                bar.set_postfix({k.replace("/loss", ""): f"{v:.3g}" for k, v in last.items() if k.endswith("/loss")})
+            if cfg.checkpoint_every and st.step % cfg.checkpoint_every == 0 and not done:
+                self.save_checkpoint()
+            if cfg.sample_every and st.step % cfg.sample_every == 0:
+                self._samples()
+        bar.close()
+        self._flush_logs()
+        st.epoch += 1
+        st.batch_in_epoch = 0
+        metrics = self.game.on_epoch_end(self) or {}
+        self.history.epochs.append({"epoch": st.epoch, "step": st.step, "seconds": time.perf_counter() - t0, **metrics})
+        if not cfg.sample_every:
+            self._samples()
+        self.save_checkpoint()
+
+    def _to_device(self, batch: Any) -> tuple[torch.Tensor, ...]:
+        if isinstance(batch, torch.Tensor):
+            batch = (batch,)
+        nb = self.device.type == "cuda"
+        return tuple(b.to(self.device, non_blocking=nb) if isinstance(b, torch.Tensor) else b for b in batch)
+
+    def _player_step(self, p: Player, batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, dict]:
+        self._activate(p.name)
+        opt = self.optimizers[p.name]
+        opt.zero_grad(set_to_none=True)
+        with self.autocast:
+            loss, parts = self.game.loss(p.name, batch, self.state.step)
+        scaler = self.scalers.get(p.name)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+        else:
+            loss.backward()
+        params = [q for q in self.raw_nets[p.name].parameters() if q.grad is not None]
+        if self.config.grad_clip:
+            if scaler is not None:
+                scaler.unscale_(opt)
+            torch.nn.utils.clip_grad_norm_(params, self.config.grad_clip)
+        if scaler is not None:
+            scaler.step(opt)
+            scaler.update()
+        else:
+            opt.step()
+        return loss.detach().float(), parts
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        decay = self.config.ema_decay
+        for name, ema in self.ema.items():
+            src = self.raw_nets[name]
+            for pe, ps in zip(ema.parameters(), src.parameters()):
+                pe.lerp_(ps.detach(), 1.0 - decay)
+            for be, bs in zip(ema.buffers(), src.buffers()):
+                be.copy_(bs)
+
+    def _flush_logs(self) -> None:
+        """Move pending logs to the history (one host sync) and stop on a non-finite loss."""
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, []
+        keys = [(i, k) for i, (_, _, logs) in enumerate(pending) for k in logs]
+        values = torch.stack([pending[i][2][k].float().reshape(()) for i, k in keys]).cpu().tolist() if keys else []
+        recs: list[dict[str, Any]] = [{"step": s, "epoch": e} for s, e, _ in pending]
+        for (i, k), v in zip(keys, values):
+            if not math.isfinite(v):
+                self._diverged(pending[i][0], k, v)
+            recs[i][k] = v
+        self.history.steps.extend(recs)
+
+    def _diverged(self, step: int, key: str, value: float) -> None:
+        ck = self.checkpoint_path
+        kept = f"the last good checkpoint is kept at {ck}" if ck and ck.is_file() else "no checkpoint was written (set an out_dir to keep one)"
+        raise DivergenceError(
+            f"training diverged at step {step} (epoch {self.state.epoch + 1}): {key} = {value}. Stopped; {kept}. "
+            "Remedies: lower the learning rates (lr_g / lr_d), add a gradient penalty or spectral norm to D, use "
+            "fewer discriminator steps (d_steps), set grad_clip, or turn amp off."
+        )
+
+    def _samples(self) -> None:
+        if self.out_dir is None or not self.dist.is_main:
+            return
+        path = self.out_dir / "samples" / f"step_{self.state.step:07d}.png"
+        with torch.no_grad():
+            for net in self.raw_nets.values():
+                net.eval()
+            try:
+                self.game.sample_grid(path, self)
+            finally:
+                for net in self.raw_nets.values():
+                    net.train()
+
+    # ------------------------------------------------------------------ checkpoints
+    def _config_for_check(self) -> dict[str, Any]:
+        tc = {k: v for k, v in self.config.to_dict().items() if k not in _RUN_FIELDS}
+        return json.loads(json.dumps({"train": tc, "game": self.game.config_dict()}, default=str))
+
+    def save_checkpoint(self) -> Path | None:
+        """Write everything needed for exact resume into one safetensors file (atomic). Rank 0 only."""
+        self._flush_logs()
+        if self.out_dir is None:
+            return None
+        for name, net in self.raw_nets.items():
+            bad = [n for n, t in net.state_dict().items() if t.is_floating_point() and not torch.isfinite(t).all()]
+            if bad:
+                self._diverged(self.state.step, f"{name} weights ({bad[0]})", float("nan"))
+        if self.dist.is_main:
+            tensors: dict[str, torch.Tensor] = {}
+            opt_meta = {}
+            for name, net in self.raw_nets.items():
+                tensors.update({f"net.{name}.{k}": v for k, v in net.state_dict().items()})
+            for name, ema in self.ema.items():
+                tensors.update({f"ema.{name}.{k}": v for k, v in ema.state_dict().items()})
+            for name, opt in self.optimizers.items():
+                t, m = optimizer_to_tensors(opt, f"opt.{name}")
+                tensors.update(t)
+                opt_meta[name] = m
+            tensors.update(rng_state())
+            tensors.update(self._epoch_rng)
+            meta = {
+                "kind": "minmax-checkpoint",
+                "game_kind": self.game.kind,
+                "config": self._config_for_check(),
+                "state": dataclasses.asdict(self.state),
+                "optimizers": opt_meta,
+                "schedulers": {n: {k: v for k, v in s.state_dict().items() if k != "lr_lambdas"} for n, s in self.schedulers.items()},
+                "scalers": {n: s.state_dict() for n, s in self.scalers.items()},
+                "world_size": self.dist.world_size,
+            }
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            self.history.save(self.out_dir / HISTORY)
+            save_tensors(self.out_dir / CHECKPOINT, tensors, {"json": json.dumps(meta, default=str)})
+        D.barrier()
+        return self.checkpoint_path
+
+    def load_checkpoint(self) -> None:
+        """Restore nets, EMA, optimizers, schedulers, scalers, step counters and RNG from ``out_dir``."""
+        path = self.checkpoint_path
+        from safetensors import safe_open
+
+        tensors = _load_tensors(path, what="training checkpoint")
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                meta = json.loads((f.metadata() or {})["json"])
+        except (KeyError, json.JSONDecodeError) as e:
+            raise CheckpointError(f"{path} has no engine metadata ({e}); it is not a training checkpoint.") from None
+        if meta.get("kind") != "minmax-checkpoint" or meta.get("game_kind") != self.game.kind:
+            raise CheckpointError(f"{path} is a {meta.get('game_kind')} checkpoint; this is a {self.game.kind}. Use another out_dir.")
+        mine = self._config_for_check()
+        if meta["config"] != mine:
+            diff = _first_diff(meta["config"], mine)
+            raise CheckpointError(
+                f"{path} was written with a different configuration ({diff}). Resume with the same settings, "
+                "or train into a new output directory."
+            )
+        from attacks.checkpoint import load_state_dict_into
+
+        for name, net in self.raw_nets.items():
+            load_state_dict_into(net, tensors, what=f"checkpoint net {name}", prefix=f"net.{name}.")
+        for name, ema in self.ema.items():
+            load_state_dict_into(ema, tensors, what=f"checkpoint EMA {name}", prefix=f"ema.{name}.")
+        for name, opt in self.optimizers.items():
+            optimizer_from_tensors(opt, {k: v.to(self.device) for k, v in tensors.items() if k.startswith(f"opt.{name}.")},
+                                   meta["optimizers"][name], f"opt.{name}")
+        for name, s in self.schedulers.items():
+            sd = s.state_dict()
+            sd.update(meta["schedulers"].get(name, {}))
+            s.load_state_dict(sd)
+        for name, s in self.scalers.items():
+            if name in meta.get("scalers", {}):
+                s.load_state_dict(meta["scalers"][name])
+        self.state = _State(**meta["state"])
+        self._epoch_rng = {k: v for k, v in tensors.items() if k.startswith("epoch.")}
+        if meta.get("world_size", 1) != self.dist.world_size and self.state.batch_in_epoch:
+            self.state.batch_in_epoch = 0  # another world size shards differently: restart this epoch
+            self._epoch_rng = {}
+        set_rng_state(tensors)
+        hist = self.out_dir / HISTORY
+        if hist.is_file():
+            self.history = History.load(hist)
+            self.history.steps = [r for r in self.history.steps if r["step"] <= self.state.step]
+
+
+def _first_diff(a: Any, b: Any, path: str = "") -> str:
+    if isinstance(a, dict) and isinstance(b, dict):
+        for k in sorted(set(a) | set(b)):
+            if a.get(k) != b.get(k):
+                return _first_diff(a.get(k), b.get(k), f"{path}.{k}" if path else k)
+    return f"{path}: checkpoint {a!r} vs now {b!r}"
