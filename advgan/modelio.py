@@ -1,0 +1,83 @@
+"""Saving and loading trained models of the GAN family: ``weights.safetensors`` + ``config.json``.
+
+One place for GAN, ConditionalGAN, Pix2Pix and AdvGAN: the config dataclass goes to JSON (with the
+model ``kind`` so a directory of another component is refused), the networks' state dicts go to one
+safetensors file under ``<net name>.`` prefixes. Loading never unpickles.
+"""
+from __future__ import annotations
+
+import dataclasses
+import typing
+from pathlib import Path
+from typing import Any, Mapping, TypeVar
+
+import torch
+from torch import nn
+
+from attacks.checkpoint import (
+    CheckpointError, check_kind, load_json, load_state_dict_into, load_tensors, save_json, save_tensors,
+)
+
+WEIGHTS = "weights.safetensors"
+CONFIG = "config.json"
+C = TypeVar("C")
+
+
+def config_to_dict(config: Any) -> dict[str, Any]:
+    return dataclasses.asdict(config)
+
+
+def config_from_dict(cls: type[C], d: Mapping[str, Any]) -> C:
+    """Rebuild a (frozen) config dataclass from JSON: unknown keys refused, lists -> tuples where typed so."""
+    if not isinstance(d, Mapping):
+        raise CheckpointError(f"config must be a JSON object, got {type(d).__name__}.")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - set(fields))
+    if unknown:
+        raise CheckpointError(f"config has fields {unknown} that {cls.__name__} does not know; was it written by another version?")
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for k, v in d.items():
+        if isinstance(v, list) and "tuple" in str(hints.get(k, "")):
+            v = tuple(v)
+        kwargs[k] = v
+    return cls(**kwargs)
+
+
+def save_model(directory: str | Path, kind: str, config: Any, nets: Mapping[str, nn.Module], extra: Mapping[str, Any] | None = None) -> Path:
+    """Write the networks and the config (atomic files) into ``directory``."""
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    tensors: dict[str, torch.Tensor] = {}
+    for name, net in nets.items():
+        tensors.update({f"{name}.{k}": v for k, v in net.state_dict().items()})
+    save_tensors(d / WEIGHTS, tensors)
+    save_json(d / CONFIG, {"kind": kind, "format_version": 1, "config": config_to_dict(config), "nets": sorted(nets),
+                           "extra": dict(extra or {})})
+    return d
+
+
+def read_model_config(directory: str | Path, kind: str) -> dict[str, Any]:
+    """The JSON of a saved model, checked to be of ``kind``."""
+    d = Path(directory)
+    if not d.is_dir():
+        raise CheckpointError(f"{kind} directory {d} does not exist; point to a directory written by .save().")
+    meta = load_json(d / CONFIG, what=kind)
+    check_kind(meta, kind, d)
+    if "config" not in meta:
+        raise CheckpointError(f"{d}/{CONFIG} has no 'config' field (truncated or edited?).")
+    return meta
+
+
+def load_weights(directory: str | Path, nets: Mapping[str, nn.Module], kind: str) -> None:
+    """Load each network from ``weights.safetensors`` (strict; nothing changes if any does not fit)."""
+    d = Path(directory)
+    tensors = load_tensors(d / WEIGHTS, what=kind)
+    backups = {n: {k: v.clone() for k, v in m.state_dict().items()} for n, m in nets.items()}
+    try:
+        for name, net in nets.items():
+            load_state_dict_into(net, tensors, what=f"{kind} {d} ({name})", prefix=f"{name}.")
+    except BaseException:
+        for name, net in nets.items():
+            net.load_state_dict(backups[name])
+        raise
