@@ -3,3 +3,9 @@ from . import data
 
 __version__ = "0.1.0"
 __all__ = ["data"]
+from . import losses, metrics, nets, pairs  # noqa: E402  (the cGAN core)
+from .gan import GAN, ConditionalGAN, ConditionalGANConfig, GANConfig  # noqa: E402
+from .pix2pix import Pix2Pix, Pix2PixConfig  # noqa: E402
+
+__all__ += ["GAN", "GANConfig", "ConditionalGAN", "ConditionalGANConfig", "Pix2Pix", "Pix2PixConfig",
+            "nets", "pairs", "metrics", "losses"]

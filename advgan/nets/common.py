@@ -97,6 +97,14 @@ def check_shape(shape: Sequence[int], name: str) -> tuple[int, ...]:
     return t
 
 
+def accepted_kwargs(fn, kwargs: dict) -> dict:
+    """The subset of ``kwargs`` that ``fn``'s signature names (wrappers pass options on to a base net)."""
+    import inspect
+
+    params = inspect.signature(fn).parameters
+    return {k: v for k, v in kwargs.items() if k in params}
+
+
 def prod(shape: Sequence[int]) -> int:
     n = 1
     for s in shape:

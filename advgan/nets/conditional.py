@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from . import register_net
-from .common import apply_spectral_norm
+from .common import accepted_kwargs, apply_spectral_norm
 from .dcgan import DCGANDiscriminator, DCGANGenerator
 from .mlp import MLPDiscriminator, MLPGenerator
 
@@ -32,7 +32,7 @@ class _CondGenerator(nn.Module):
         super().__init__()
         self.num_classes = _check_classes(num_classes)
         self.embed = nn.Embedding(num_classes, embed_dim)
-        self.net = self.base(z_dim=z_dim, out_shape=out_shape, in_extra=embed_dim, **kw)
+        self.net = self.base(z_dim=z_dim, out_shape=out_shape, in_extra=embed_dim, **accepted_kwargs(self.base, kw))
         self.z_dim, self.out_shape = self.net.z_dim, self.net.out_shape
 
     def forward(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -68,7 +68,7 @@ class CondMLPDiscriminator(nn.Module):
         super().__init__()
         self.num_classes = _check_classes(num_classes)
         self.embed = nn.Embedding(num_classes, embed_dim)
-        self.net = MLPDiscriminator(in_shape, in_extra=embed_dim, **kw)
+        self.net = MLPDiscriminator(in_shape, in_extra=embed_dim, **accepted_kwargs(MLPDiscriminator, kw))
         if spectral_norm:
             apply_spectral_norm(self)
 
@@ -85,7 +85,7 @@ class CondDCGANDiscriminator(nn.Module):
         super().__init__()
         self.num_classes = _check_classes(num_classes)
         self.embed = nn.Embedding(num_classes, embed_dim)
-        self.net = DCGANDiscriminator(in_shape, in_extra_channels=embed_dim, **kw)
+        self.net = DCGANDiscriminator(in_shape, in_extra_channels=embed_dim, **accepted_kwargs(DCGANDiscriminator, kw))
         if spectral_norm:
             apply_spectral_norm(self)
 
@@ -114,7 +114,7 @@ class ProjMLPDiscriminator(_ProjectionD):
     """Projection discriminator with an MLP body."""
 
     def __init__(self, in_shape: Sequence[int] = (2,), num_classes: int = 10, spectral_norm: bool = False, **kw) -> None:
-        super().__init__(MLPDiscriminator(in_shape, **kw), num_classes, spectral_norm)
+        super().__init__(MLPDiscriminator(in_shape, **accepted_kwargs(MLPDiscriminator, kw)), num_classes, spectral_norm)
 
 
 @register_net("proj_dcgan_d")
@@ -122,4 +122,4 @@ class ProjDCGANDiscriminator(_ProjectionD):
     """Projection discriminator with a DCGAN conv body."""
 
     def __init__(self, in_shape: Sequence[int] = (1, 28, 28), num_classes: int = 10, spectral_norm: bool = False, **kw) -> None:
-        super().__init__(DCGANDiscriminator(in_shape, **kw), num_classes, spectral_norm)
+        super().__init__(DCGANDiscriminator(in_shape, **accepted_kwargs(DCGANDiscriminator, kw)), num_classes, spectral_norm)

@@ -1,0 +1,392 @@
+"""Unconditional and label-conditional GANs, each a :class:`~advgan.engine.MinMaxGame` on the one engine.
+
+``GAN(GANConfig(loss="hinge"), data_shape=(2,))`` learns to sample z ~ N(0, I) -> data;
+``ConditionalGAN(ConditionalGANConfig(), (1, 28, 28), num_classes=10)`` learns G(z, y).
+Vector data (toy 2-D / 1-D) is modelled as is; images in [0, 1] are trained in [-1, 1] with a tanh
+generator and mapped back, so ``sample`` always returns data-space values.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import inspect
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from . import losses, modelio
+from . import nets as _nets
+from .engine import MinMaxGame, MinMaxTrainer, Player, TrainConfig
+from .history import History
+from .nets.common import NORMS, apply_spectral_norm, check_shape, fork_seed, has_spectral_norm
+
+D_NORMS = ("auto",) + NORMS
+
+
+def _check_nonneg(v: Any, name: str) -> None:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not (v >= 0) or v == float("inf"):
+        raise ValueError(f"{name} must be a finite number >= 0, got {v!r}.")
+
+
+def _check_pos_int(v: Any, name: str) -> None:
+    if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+        raise ValueError(f"{name} must be a positive integer, got {v!r}.")
+
+
+@dataclass(frozen=True)
+class GANConfig(TrainConfig):
+    """A GAN: engine settings (inherited) + model. ``g_net``/``d_net`` "auto" = MLP for vectors, DCGAN for images.
+
+    ``d_norm`` "auto" = batch norm in a conv D, none in an MLP D and none whenever a gradient penalty
+    is used (the penalty is per sample). ``gp_weight`` (λ of WGAN-GP, typically 10 with
+    ``loss="wasserstein"``, ``d_steps=5``, ``betas=(0.0, 0.9)``) and ``r1_weight`` (γ; adds γ/2·R1) regularise D.
+    """
+
+    loss: str = "non_saturating"
+    g_net: str = "auto"
+    d_net: str = "auto"
+    z_dim: int = 64
+    g_width: int = 64          #: hidden units (MLP) / base channels (conv)
+    d_width: int = 64
+    depth: int = 3             #: hidden layers of the MLP nets
+    d_norm: str = "auto"
+    spectral_norm: bool = False
+    gp_weight: float = 0.0
+    r1_weight: float = 0.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "loss", losses.resolve(self.loss))
+        for field in ("g_net", "d_net"):
+            v = getattr(self, field)
+            if v != "auto" and (not isinstance(v, str) or v not in _nets.available_nets()):
+                raise ValueError(f"unknown {field} {v!r}; valid: auto, {', '.join(_nets.available_nets())}.")
+        for field in ("z_dim", "g_width", "d_width", "depth"):
+            _check_pos_int(getattr(self, field), field)
+        if self.d_norm not in D_NORMS:
+            raise ValueError(f"d_norm must be one of {', '.join(D_NORMS)}; got {self.d_norm!r}.")
+        _check_nonneg(self.gp_weight, "gp_weight")
+        _check_nonneg(self.r1_weight, "r1_weight")
+        if self.loss == "wasserstein" and self.gp_weight == 0 and not self.spectral_norm:
+            raise ValueError("loss='wasserstein' needs a Lipschitz critic: set gp_weight (e.g. 10, WGAN-GP) "
+                             "or spectral_norm=True.")
+
+
+@dataclass(frozen=True)
+class ConditionalGANConfig(GANConfig):
+    """A label-conditional GAN. ``d_net`` "auto" = projection discriminator; ``embed_dim`` sizes G's label embedding."""
+
+    embed_dim: int = 16
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_pos_int(self.embed_dim, "embed_dim")
+
+
+def _build(name: str, required: dict[str, Any], optional: dict[str, Any]) -> nn.Module:
+    """Create a registered net with ``required`` kwargs plus those ``optional`` ones its constructor accepts."""
+    fn = _nets._NETS[name]
+    try:
+        params = inspect.signature(fn).parameters
+        takes_all = any(p.kind == p.VAR_KEYWORD for p in params.values())
+        extra = {k: v for k, v in optional.items() if takes_all or k in params}
+    except (TypeError, ValueError):
+        extra = {}
+    return _nets.create_net(name, **required, **extra)
+
+
+class _Generative(MinMaxGame):
+    """What GAN and ConditionalGAN share: nets, fit, sampling, figures, save/load."""
+
+    kind = "gan"
+    config_cls: type = GANConfig
+    conditional = False
+
+    def __init__(self, config: GANConfig | None = None, data_shape: Sequence[int] = (2,), num_classes: int | None = None) -> None:
+        config = self.config_cls() if config is None else config
+        if not isinstance(config, self.config_cls):
+            raise TypeError(f"config must be a {self.config_cls.__name__}, got {type(config).__name__}.")
+        self.config = config
+        self.data_shape = check_shape(data_shape, "data_shape")
+        self.is_image = len(self.data_shape) == 3
+        self.num_classes = num_classes
+        self.modes: torch.Tensor | None = None      # set by fit() for toy data with known modes
+        self.mode_std: float | None = None
+        with fork_seed(config.seed):
+            self.nets = {"G": self._make_g(), "D": self._make_d()}
+        self.g_ema: nn.Module | None = None
+        self._trainer: MinMaxTrainer | None = None
+
+    # ------------------------------------------------------------------ networks
+    def _net_names(self) -> tuple[str, str]:
+        c = self.config
+        pre = "cond_" if self.conditional else ""
+        body = "dcgan" if self.is_image else "mlp"
+        g = c.g_net if c.g_net != "auto" else f"{pre}{body}_g"
+        d = c.d_net if c.d_net != "auto" else (f"proj_{body}_d" if self.conditional else f"{body}_d")
+        return g, d
+
+    def _d_norm(self) -> str:
+        c = self.config
+        if c.d_norm != "auto":
+            return c.d_norm
+        return "batch" if self.is_image and c.gp_weight == 0 and c.r1_weight == 0 else "none"
+
+    def _make_g(self) -> nn.Module:
+        c = self.config
+        req: dict[str, Any] = {"z_dim": c.z_dim, "out_shape": self.data_shape}
+        opt: dict[str, Any] = {"width": c.g_width, "depth": c.depth, "out_act": "tanh" if self.is_image else "none"}
+        if self.conditional:
+            req["num_classes"] = self.num_classes
+            opt["embed_dim"] = getattr(c, "embed_dim", 16)
+        return _build(self._net_names()[0], req, opt)
+
+    def _make_d(self) -> nn.Module:
+        c = self.config
+        req: dict[str, Any] = {"in_shape": self.data_shape}
+        if self.conditional:
+            req["num_classes"] = self.num_classes
+        d = _build(self._net_names()[1], req, {"width": c.d_width, "depth": c.depth, "norm": self._d_norm(),
+                                               "spectral_norm": c.spectral_norm})
+        if c.spectral_norm and not has_spectral_norm(d):
+            apply_spectral_norm(d)
+        return d
+
+    # ------------------------------------------------------------------ the game
+    def players(self) -> list[Player]:
+        c = self.config
+        return [Player("D", c.lr_d, c.d_steps, c.betas, c.weight_decay),
+                Player("G", c.lr_g, 1, c.betas, c.weight_decay, ema=True)]
+
+    def config_dict(self) -> dict[str, Any]:
+        return {"model": dataclasses.asdict(self.config), "data_shape": list(self.data_shape), "num_classes": self.num_classes}
+
+    def _to_model(self, x: torch.Tensor) -> torch.Tensor:
+        return x * 2 - 1 if self.is_image else x
+
+    def _to_data(self, x: torch.Tensor) -> torch.Tensor:
+        return ((x + 1) / 2).clamp(0, 1) if self.is_image else x
+
+    def _g(self, net: nn.Module, z: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+        return net(z, y) if self.conditional else net(z)
+
+    def loss(self, player: str, batch: tuple[torch.Tensor, ...], step: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        c = self.config
+        x = self._to_model(batch[0])
+        y = batch[1] if self.conditional else None
+        z = torch.randn(x.shape[0], c.z_dim, device=x.device)
+        G, D = self.nets["G"], self.nets["D"]
+        critic = (lambda t: D(t, y)) if self.conditional else D
+        if player == "D":
+            with torch.no_grad():
+                fake = self._g(G, z, y)
+            real_logits, fake_logits = critic(x), critic(fake)
+            loss = losses.d_loss(c.loss, real_logits, fake_logits)
+            parts = {"real_logit": real_logits.detach().mean(), "fake_logit": fake_logits.detach().mean()}
+            if c.gp_weight:
+                gp = losses.gradient_penalty(critic, x, fake)
+                loss = loss + c.gp_weight * gp
+                parts["gp"] = gp.detach()
+            if c.r1_weight:
+                r1 = losses.r1_penalty(critic, x)
+                loss = loss + 0.5 * c.r1_weight * r1
+                parts["r1"] = r1.detach()
+            return loss, parts
+        fake_logits = critic(self._g(G, z, y))
+        return losses.g_loss(c.loss, fake_logits), {"fake_logit": fake_logits.detach().mean()}
+
+    # ------------------------------------------------------------------ training
+    def _as_loader(self, data: DataLoader | Dataset) -> DataLoader:
+        if isinstance(data, DataLoader):
+            return data
+        if not isinstance(data, Dataset):
+            raise TypeError(f"fit() takes a DataLoader or a Dataset of (sample, label) items, got {type(data).__name__}.")
+        from .data import loader
+
+        n = len(data)  # type: ignore[arg-type]
+        return loader(data, self.config.batch_size, shuffle=True, seed=self.config.seed, drop_last=n > self.config.batch_size)
+
+    def _check_data(self, loader: DataLoader) -> None:
+        ds = loader.dataset
+        try:
+            item = ds[0]
+        except Exception as e:  # noqa: BLE001
+            raise ValueError(f"could not read item 0 of the dataset ({e}).") from None
+        x = item[0] if isinstance(item, (tuple, list)) else item
+        if not isinstance(x, torch.Tensor) or tuple(x.shape) != self.data_shape:
+            got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ValueError(f"this {type(self).__name__} was built for samples of shape {self.data_shape}, the data has {got}; "
+                             "build the model with data_shape matching the dataset.")
+        if self.is_image and (float(x.min()) < 0 or float(x.max()) > 1):
+            raise ValueError(f"image pixels must be in [0, 1], got [{float(x.min()):.3g}, {float(x.max()):.3g}].")
+        if self.conditional:
+            if not isinstance(item, (tuple, list)) or len(item) < 2:
+                raise ValueError("a ConditionalGAN needs (image, label) items.")
+            lab = int(item[1])
+            if not 0 <= lab < int(self.num_classes or 0):
+                raise ValueError(f"label {lab} is out of range for num_classes={self.num_classes}.")
+        if getattr(ds, "modes", None) is not None:
+            self.modes, self.mode_std = ds.modes, float(ds.std)
+
+    def fit(self, data: DataLoader | Dataset, epochs: int, out_dir: str | Path | None = None, resume: bool = True) -> History:
+        """Train until ``epochs`` epochs in total (resuming from ``out_dir``'s checkpoint when there is one)."""
+        loader = self._as_loader(data)
+        self._check_data(loader)
+        out = Path(out_dir) if out_dir is not None else None
+        if self._trainer is None or self._trainer.out_dir != out:
+            self._trainer = MinMaxTrainer(self, self.config, out)
+            if self.g_ema is not None and "G" in self._trainer.ema:
+                self._trainer.ema["G"].load_state_dict(self.g_ema.state_dict())
+        hist = self._trainer.fit(loader, epochs, resume=resume)
+        self.g_ema = self._trainer.ema.get("G", self.g_ema)
+        return hist
+
+    @property
+    def history(self) -> History:
+        return self._trainer.history if self._trainer is not None else History()
+
+    # ------------------------------------------------------------------ sampling
+    def generator(self) -> nn.Module:
+        """The generator used for sampling: the EMA copy when ``ema_decay`` is set, else G."""
+        return self.g_ema if self.g_ema is not None else self.nets["G"]
+
+    @torch.no_grad()
+    def _sample(self, n: int, labels: torch.Tensor | None, seed: int | None, batch_size: int,
+                G: nn.Module | None = None) -> torch.Tensor:
+        _check_pos_int(n, "n")
+        G = G if G is not None else self.generator()
+        dev = next(G.parameters()).device
+        gen = torch.Generator(device="cpu").manual_seed(seed) if seed is not None else None
+        was = G.training
+        G.eval()
+        out = []
+        try:
+            for i in range(0, n, batch_size):
+                m = min(batch_size, n - i)
+                z = torch.randn(m, self.config.z_dim, generator=gen).to(dev)
+                y = labels[i:i + m].to(dev) if labels is not None else None
+                out.append(self._to_data(self._g(G, z, y)).float().cpu())
+        finally:
+            G.train(was)
+        return torch.cat(out)
+
+    # ------------------------------------------------------------------ engine hooks
+    def on_epoch_end(self, trainer: MinMaxTrainer) -> dict[str, float]:
+        if self.modes is None or self.data_shape != (self.modes.shape[1],):
+            return {}
+        from .metrics import mode_coverage
+
+        samples = self._sample(2500, self._default_labels(2500), self.config.seed + 1, 2500, trainer.ema_net("G"))
+        cov = mode_coverage(samples, self.modes, self.mode_std)
+        return {"modes": float(cov["modes_captured"]), "high_quality": float(cov["high_quality"])}
+
+    def _default_labels(self, n: int) -> torch.Tensor | None:
+        return None
+
+    def sample_grid(self, path: Path, trainer: MinMaxTrainer | None = None) -> None:
+        """PNG of current samples: an image grid, or a scatter plot (with the modes) for 2-D data."""
+        from .figures import save_image_grid, save_points
+
+        G = trainer.ema_net("G") if trainer is not None else None
+        if self.is_image:
+            n = 100 if self.conditional and (self.num_classes or 0) <= 10 else 64
+            save_image_grid(self._sample(n, self._default_labels(n), self.config.seed, 256, G), path,
+                            nrow=10 if self.conditional and (self.num_classes or 0) <= 10 else None)
+        else:
+            pts = self._sample(2500, self._default_labels(2500), self.config.seed, 2500, G)
+            step = trainer.state.step if trainer is not None else None
+            save_points(pts, path, modes=self.modes, std=self.mode_std, title=f"{self.kind} samples" + (f", step {step}" if step else ""))
+
+    # ------------------------------------------------------------------ save / load
+    def _extra(self) -> dict[str, Any]:
+        e: dict[str, Any] = {"data_shape": list(self.data_shape), "num_classes": self.num_classes}
+        if self.modes is not None:
+            e["modes"] = self.modes.tolist()
+            e["mode_std"] = self.mode_std
+        return e
+
+    def save(self, directory: str | Path) -> Path:
+        """Write ``weights.safetensors`` (G, D and the EMA generator) + ``config.json`` into ``directory``."""
+        nets = dict(self.nets)
+        if self.g_ema is not None:
+            nets["G_ema"] = self.g_ema
+        return modelio.save_model(directory, self.kind, self.config, nets, self._extra())
+
+    @classmethod
+    def _load(cls, directory: str | Path, device: str | None):
+        meta = modelio.read_model_config(directory, cls.kind)
+        cfg = modelio.config_from_dict(cls.config_cls, meta["config"])
+        if device is not None:
+            cfg = dataclasses.replace(cfg, device=device)
+        extra = meta.get("extra", {})
+        args = (int(extra["num_classes"]),) if cls.conditional else ()
+        model = cls(cfg, tuple(extra["data_shape"]), *args)
+        nets = dict(model.nets)
+        if "G_ema" in meta.get("nets", []):
+            model.g_ema = copy.deepcopy(model.nets["G"]).eval().requires_grad_(False)
+            nets["G_ema"] = model.g_ema
+        modelio.load_weights(directory, nets, cls.kind)
+        if extra.get("modes") is not None:
+            model.modes, model.mode_std = torch.tensor(extra["modes"]), extra.get("mode_std")
+        return model
+
+
+class GAN(_Generative):
+    """Unconditional GAN: G(z), z ~ N(0, I); D(x) -> logit. ``data_shape``: (D,) vectors or (C, H, W) images."""
+
+    kind = "gan"
+    config_cls = GANConfig
+
+    def __init__(self, config: GANConfig | None = None, data_shape: Sequence[int] = (2,)) -> None:
+        super().__init__(config, data_shape)
+
+    def sample(self, n: int, labels: None = None, *, seed: int | None = None, batch_size: int = 1024) -> torch.Tensor:
+        """``n`` samples in data space (images in [0, 1]), on the CPU. ``seed`` fixes z without touching the global RNG."""
+        if labels is not None:
+            raise ValueError("an unconditional GAN takes no labels; use ConditionalGAN for class-conditional samples.")
+        return self._sample(n, None, seed, batch_size)
+
+    @classmethod
+    def load(cls, directory: str | Path, device: str | None = None) -> "GAN":
+        return cls._load(directory, device)
+
+
+class ConditionalGAN(_Generative):
+    """Label-conditional GAN: G(z, y), D(x, y) (projection D by default)."""
+
+    kind = "cgan"
+    config_cls = ConditionalGANConfig
+    conditional = True
+
+    def __init__(self, config: ConditionalGANConfig | None = None, data_shape: Sequence[int] = (1, 28, 28), num_classes: int = 10) -> None:
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+            raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}.")
+        super().__init__(config, data_shape, num_classes)
+
+    def _default_labels(self, n: int) -> torch.Tensor:
+        return torch.arange(n) % int(self.num_classes)
+
+    def sample(self, n: int, labels: torch.Tensor | Sequence[int] | int | None = None, *, seed: int | None = None,
+               batch_size: int = 1024) -> torch.Tensor:
+        """``n`` samples of classes ``labels`` (a length-n tensor, one int for all, or None = 0, 1, ..., cycling)."""
+        _check_pos_int(n, "n")
+        if labels is None:
+            y = self._default_labels(n)
+        elif isinstance(labels, int) and not isinstance(labels, bool):
+            y = torch.full((n,), labels, dtype=torch.long)
+        else:
+            y = torch.as_tensor(labels)
+            if y.dtype.is_floating_point or y.dim() != 1 or y.shape[0] != n:
+                raise ValueError(f"labels must be n={n} integers, got shape {tuple(y.shape)} dtype {y.dtype}.")
+            y = y.long()
+        if int(y.min()) < 0 or int(y.max()) >= int(self.num_classes):
+            raise ValueError(f"labels must be in [0, {self.num_classes}), got [{int(y.min())}, {int(y.max())}].")
+        return self._sample(n, y.cpu(), seed, batch_size)
+
+    @classmethod
+    def load(cls, directory: str | Path, device: str | None = None) -> "ConditionalGAN":
+        return cls._load(directory, device)

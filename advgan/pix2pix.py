@@ -1,0 +1,243 @@
+"""Pix2Pix (Isola et al. 2017): image-to-image translation as a conditional GAN on the one engine.
+
+G maps x -> y (U-Net); D sees the pair (x, y) or (x, G(x)) (PatchGAN). Objective
+``G* = arg min_G max_D L_cGAN(G, D) + λ·L1(G)`` with λ = 100, Adam lr 2e-4, β1 = 0.5; D's loss is halved
+(it learns more slowly than G, as in the paper). ``mode`` selects the comparison variants of the paper:
+``"l1+cgan"`` (default), ``"l1"`` (no discriminator at all) or ``"cgan"`` (no L1 term).
+x and y are images in [0, 1]; both are trained in [-1, 1] (tanh G) and ``translate`` returns [0, 1].
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from . import losses, modelio
+from . import nets as _nets
+from .engine import MinMaxGame, MinMaxTrainer, Player, TrainConfig
+from .gan import _build, _check_nonneg, _check_pos_int
+from .history import History
+from .nets.common import NORMS, apply_spectral_norm, fork_seed, has_spectral_norm
+
+MODES = ("l1+cgan", "l1", "cgan")
+
+
+@dataclass(frozen=True)
+class Pix2PixConfig(TrainConfig):
+    """Pix2Pix: engine settings (inherited; lr 2e-4, betas (0.5, 0.999) as in the paper) + model.
+
+    ``depth``: U-Net levels (inputs are padded to a multiple of 2**depth; 8 for 256x256, 3 for 28x28).
+    ``d_layers``: PatchGAN stride-2 layers (3 = 70x70 patches; 2 = 34x34, right for 28x28 images).
+    ``loss``: the GAN loss of the cGAN term (the paper: the non-saturating BCE form).
+    """
+
+    mode: str = "l1+cgan"
+    lambda_l1: float = 100.0
+    loss: str = "non_saturating"
+    g_net: str = "unet"
+    d_net: str = "patchgan"
+    depth: int = 3
+    g_width: int = 64
+    d_width: int = 64
+    d_layers: int = 2
+    norm: str = "batch"
+    dropout: bool = True
+    spectral_norm: bool = False
+    batch_size: int = 16
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}; got {self.mode!r}.")
+        object.__setattr__(self, "loss", losses.resolve(self.loss))
+        _check_nonneg(self.lambda_l1, "lambda_l1")
+        if self.mode in ("l1+cgan", "l1") and self.lambda_l1 == 0:
+            raise ValueError(f"mode {self.mode!r} uses the L1 term; lambda_l1 must be > 0 (or use mode='cgan').")
+        for field in ("g_net", "d_net"):
+            v = getattr(self, field)
+            if not isinstance(v, str) or v not in _nets.available_nets():
+                raise ValueError(f"unknown {field} {v!r}; valid: {', '.join(_nets.available_nets())}.")
+        for field in ("depth", "g_width", "d_width", "d_layers"):
+            _check_pos_int(getattr(self, field), field)
+        if self.norm not in NORMS:
+            raise ValueError(f"norm must be one of {', '.join(NORMS)}; got {self.norm!r}.")
+        if self.loss == "wasserstein" and not self.spectral_norm:
+            raise ValueError("loss='wasserstein' needs a Lipschitz critic here: set spectral_norm=True (or use another loss).")
+
+    @property
+    def uses_gan(self) -> bool:
+        return self.mode != "l1"
+
+    @property
+    def uses_l1(self) -> bool:
+        return self.mode != "cgan"
+
+
+class Pix2Pix(MinMaxGame):
+    """``Pix2Pix(Pix2PixConfig(), in_channels=1, out_channels=1)``; ``fit`` on (x, y) pairs, ``translate(x)``."""
+
+    kind = "pix2pix"
+
+    def __init__(self, config: Pix2PixConfig | None = None, in_channels: int = 1, out_channels: int = 1) -> None:
+        config = Pix2PixConfig() if config is None else config
+        if not isinstance(config, Pix2PixConfig):
+            raise TypeError(f"config must be a Pix2PixConfig, got {type(config).__name__}.")
+        _check_pos_int(in_channels, "in_channels")
+        _check_pos_int(out_channels, "out_channels")
+        self.config, self.in_channels, self.out_channels = config, in_channels, out_channels
+        c = config
+        with fork_seed(c.seed):
+            g = _build(c.g_net, {"in_channels": in_channels, "out_channels": out_channels},
+                       {"depth": c.depth, "width": c.g_width, "norm": c.norm, "dropout": c.dropout, "out_act": "tanh"})
+            self.nets: dict[str, nn.Module] = {"G": g}
+            if c.uses_gan:
+                d = _build(c.d_net, {"in_channels": in_channels + out_channels},
+                           {"width": c.d_width, "n_layers": c.d_layers, "norm": c.norm, "spectral_norm": c.spectral_norm})
+                if c.spectral_norm and not has_spectral_norm(d):
+                    apply_spectral_norm(d)
+                self.nets["D"] = d
+        self.g_ema: nn.Module | None = None
+        self._trainer: MinMaxTrainer | None = None
+        self._fixed: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    # ------------------------------------------------------------------ the game
+    def players(self) -> list[Player]:
+        c = self.config
+        g = Player("G", c.lr_g, 1, c.betas, c.weight_decay, ema=True)
+        return [Player("D", c.lr_d, c.d_steps, c.betas, c.weight_decay), g] if c.uses_gan else [g]
+
+    def config_dict(self) -> dict[str, Any]:
+        return {"model": dataclasses.asdict(self.config), "in_channels": self.in_channels, "out_channels": self.out_channels}
+
+    def loss(self, player: str, batch: tuple[torch.Tensor, ...], step: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        c = self.config
+        x, y = batch[0] * 2 - 1, batch[1] * 2 - 1
+        G = self.nets["G"]
+        if player == "D":
+            D = self.nets["D"]
+            with torch.no_grad():
+                fake = G(x)
+            real_logits, fake_logits = D(x, y), D(x, fake)
+            loss = 0.5 * losses.d_loss(c.loss, real_logits, fake_logits)     # halved, as in the paper
+            return loss, {"real_logit": real_logits.detach().mean(), "fake_logit": fake_logits.detach().mean()}
+        fake = G(x)
+        parts: dict[str, torch.Tensor] = {}
+        loss = torch.zeros((), device=x.device)
+        if c.uses_gan:
+            gan = losses.g_loss(c.loss, self.nets["D"](x, fake))
+            loss = loss + gan
+            parts["gan"] = gan.detach()
+        l1 = losses.l1(fake, y)
+        parts["l1"] = l1.detach() / 2                      # logged in [0, 1] pixel units
+        if c.uses_l1:
+            loss = loss + c.lambda_l1 * l1
+        return loss, parts
+
+    # ------------------------------------------------------------------ training
+    def _as_loader(self, data: DataLoader | Dataset) -> DataLoader:
+        if isinstance(data, DataLoader):
+            return data
+        if not isinstance(data, Dataset):
+            raise TypeError(f"fit() takes a DataLoader or a Dataset of (x, y) pairs (see advgan.pairs), got {type(data).__name__}.")
+        from .data import loader
+
+        n = len(data)  # type: ignore[arg-type]
+        return loader(data, self.config.batch_size, shuffle=True, seed=self.config.seed, drop_last=n > self.config.batch_size)
+
+    def _check_pair(self, item: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        if not isinstance(item, (tuple, list)) or len(item) < 2 or not all(isinstance(t, torch.Tensor) for t in item[:2]):
+            raise ValueError("Pix2Pix trains on (x, y) image pairs; wrap an image dataset with advgan.pairs.build(task, dataset).")
+        x, y = item[0], item[1]
+        if x.dim() != 3 or y.dim() != 3 or x.shape[-2:] != y.shape[-2:]:
+            raise ValueError(f"x and y must be (C, H, W) images of the same size, got {tuple(x.shape)} and {tuple(y.shape)}.")
+        if x.shape[0] != self.in_channels or y.shape[0] != self.out_channels:
+            raise ValueError(f"this Pix2Pix maps {self.in_channels} -> {self.out_channels} channels; the pairs have "
+                             f"{x.shape[0]} -> {y.shape[0]}. Build it with in_channels={x.shape[0]}, out_channels={y.shape[0]}.")
+        for name, t in (("x", x), ("y", y)):
+            if float(t.min()) < 0 or float(t.max()) > 1:
+                raise ValueError(f"{name} pixels must be in [0, 1], got [{float(t.min()):.3g}, {float(t.max()):.3g}].")
+        if "D" in self.nets and hasattr(self.nets["D"], "min_size") and min(x.shape[-2:]) < self.nets["D"].min_size():
+            raise ValueError(f"images of {tuple(x.shape[-2:])} are too small for a PatchGAN with d_layers={self.config.d_layers} "
+                             f"(needs >= {self.nets['D'].min_size()}); lower d_layers.")
+        return x, y
+
+    def fit(self, data: DataLoader | Dataset, epochs: int, out_dir: str | Path | None = None, resume: bool = True) -> History:
+        """Train until ``epochs`` epochs in total on (x, y) pairs (resuming from ``out_dir`` when it has a checkpoint)."""
+        loader = self._as_loader(data)
+        ds = loader.dataset
+        n = min(8, len(ds))  # type: ignore[arg-type]
+        items = [self._check_pair(ds[i]) for i in range(n)]
+        self._fixed = (torch.stack([a for a, _ in items]), torch.stack([b for _, b in items]))
+        out = Path(out_dir) if out_dir is not None else None
+        if self._trainer is None or self._trainer.out_dir != out:
+            self._trainer = MinMaxTrainer(self, self.config, out)
+            if self.g_ema is not None and "G" in self._trainer.ema:
+                self._trainer.ema["G"].load_state_dict(self.g_ema.state_dict())
+        hist = self._trainer.fit(loader, epochs, resume=resume)
+        self.g_ema = self._trainer.ema.get("G", self.g_ema)
+        return hist
+
+    @property
+    def history(self) -> History:
+        return self._trainer.history if self._trainer is not None else History()
+
+    # ------------------------------------------------------------------ inference
+    def generator(self) -> nn.Module:
+        return self.g_ema if self.g_ema is not None else self.nets["G"]
+
+    @torch.no_grad()
+    def translate(self, x: torch.Tensor, batch_size: int = 256, G: nn.Module | None = None) -> torch.Tensor:
+        """G(x) for images x (N, C_in, H, W) in [0, 1] -> (N, C_out, H, W) in [0, 1], on the CPU (eval mode)."""
+        from attacks.checks import check_images
+
+        x = check_images(x, name="x", channels=self.in_channels)
+        G = G if G is not None else self.generator()
+        dev = next(G.parameters()).device
+        was = G.training
+        G.eval()
+        try:
+            out = [((G(x[i:i + batch_size].to(dev) * 2 - 1) + 1) / 2).clamp(0, 1).float().cpu()
+                   for i in range(0, x.shape[0], batch_size)]
+        finally:
+            G.train(was)
+        return torch.cat(out)
+
+    def sample_grid(self, path: Path, trainer: MinMaxTrainer | None = None) -> None:
+        """PNG with rows: input x, target y, G(x) on 8 fixed training pairs."""
+        if self._fixed is None:
+            return
+        from .figures import save_rows
+
+        x, y = self._fixed
+        G = trainer.ema_net("G") if trainer is not None else None
+        save_rows({"input": x, "target": y, "output": self.translate(x, G=G)}, path, title=f"pix2pix ({self.config.mode})")
+
+    # ------------------------------------------------------------------ save / load
+    def save(self, directory: str | Path) -> Path:
+        """Write ``weights.safetensors`` (G, D when used, EMA G when used) + ``config.json``."""
+        nets = dict(self.nets)
+        if self.g_ema is not None:
+            nets["G_ema"] = self.g_ema
+        return modelio.save_model(directory, self.kind, self.config, nets,
+                                  {"in_channels": self.in_channels, "out_channels": self.out_channels})
+
+    @classmethod
+    def load(cls, directory: str | Path, device: str | None = None) -> "Pix2Pix":
+        meta = modelio.read_model_config(directory, cls.kind)
+        cfg = modelio.config_from_dict(Pix2PixConfig, meta["config"])
+        if device is not None:
+            cfg = dataclasses.replace(cfg, device=device)
+        extra = meta.get("extra", {})
+        model = cls(cfg, int(extra["in_channels"]), int(extra["out_channels"]))
+        nets = dict(model.nets)
+        if "G_ema" in meta.get("nets", []):
+            model.g_ema = copy.deepcopy(model.nets["G"]).eval().requires_grad_(False)
+            nets["G_ema"] = model.g_ema
+        modelio.load_weights(directory, nets, cls.kind)
+        return model
