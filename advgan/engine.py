@@ -101,6 +101,20 @@ class Player:
     betas: tuple[float, float] = (0.5, 0.999)
     weight_decay: float = 0.0
     ema: bool = False
+    optimizer: str = "adam"            #: adam | adamw (decoupled weight decay) | sgd (with ``momentum``)
+    momentum: float = 0.9              #: SGD momentum (Nesterov when > 0); ignored by adam / adamw
+
+
+OPTIMIZERS = ("adam", "adamw", "sgd")
+
+
+def make_optimizer(p: Player, params) -> torch.optim.Optimizer:
+    """The optimizer a player asks for (``Player.optimizer``)."""
+    check_choice(p.optimizer, "optimizer", OPTIMIZERS)
+    if p.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=p.lr, momentum=p.momentum, weight_decay=p.weight_decay, nesterov=p.momentum > 0)
+    cls = torch.optim.AdamW if p.optimizer == "adamw" else torch.optim.Adam
+    return cls(params, lr=p.lr, betas=p.betas, weight_decay=p.weight_decay)
 
 
 class MinMaxGame:
@@ -171,7 +185,7 @@ class MinMaxTrainer:
         for net in list(self.raw_nets.values()) + list(game.frozen_modules()):
             net.to(self.device)
         self.optimizers = {
-            p.name: torch.optim.Adam(self.raw_nets[p.name].parameters(), lr=p.lr, betas=p.betas, weight_decay=p.weight_decay)
+            p.name: make_optimizer(p, self.raw_nets[p.name].parameters())
             for p in self.players
         }
         self.ema: dict[str, nn.Module] = {}
