@@ -198,6 +198,8 @@ class MinMaxTrainer:
         self.schedulers: dict[str, torch.optim.lr_scheduler.LambdaLR] = {}
         self._ddp: dict[str, nn.Module] = {}
         self._epoch_rng: dict[str, torch.Tensor] = {}
+        self._loader_gens: list[torch.Generator] = []          # saved so a resume at an epoch boundary
+        self._loader_resume: dict[str, torch.Tensor] = {}      # reshuffles exactly as the uninterrupted run
         self._pending: list[tuple[int, int, dict[str, torch.Tensor]]] = []
         self._resumed_world: int | None = None
 
@@ -282,6 +284,8 @@ class MinMaxTrainer:
     def _run_epoch(self, loader: DataLoader, epochs: int) -> None:
         st, cfg = self.state, self.config
         gens = self._loader_generators(loader)
+        self._loader_gens = gens
+        loader_resume, self._loader_resume = self._loader_resume, {}
         if st.batch_in_epoch and self._epoch_rng:      # resuming mid-epoch: replay the epoch's order
             resume_rng = rng_state()
             set_rng_state({k[len("epoch."):]: v for k, v in self._epoch_rng.items() if k.startswith("epoch.rng")})
@@ -291,6 +295,9 @@ class MinMaxTrainer:
         else:
             st.batch_in_epoch = 0
             resume_rng = None
+            for i, g in enumerate(gens):
+                if f"loader.gen{i}" in loader_resume:
+                    g.set_state(loader_resume[f"loader.gen{i}"])
             self._epoch_rng = {f"epoch.{k}": v for k, v in rng_state().items()}
             self._epoch_rng.update({f"epoch.gen{i}": g.get_state() for i, g in enumerate(gens)})
         if hasattr(loader.sampler, "set_epoch"):
@@ -451,6 +458,7 @@ class MinMaxTrainer:
                 opt_meta[name] = m
             tensors.update(rng_state())
             tensors.update(self._epoch_rng)
+            tensors.update({f"loader.gen{i}": g.get_state() for i, g in enumerate(self._loader_gens)})
             meta = {
                 "kind": "minmax-checkpoint",
                 "game_kind": self.game.kind,
@@ -505,6 +513,7 @@ class MinMaxTrainer:
                 s.load_state_dict(meta["scalers"][name])
         self.state = _State(**meta["state"])
         self._epoch_rng = {k: v for k, v in tensors.items() if k.startswith("epoch.")}
+        self._loader_resume = {k: v for k, v in tensors.items() if k.startswith("loader.")}
         if meta.get("world_size", 1) != self.dist.world_size and self.state.batch_in_epoch:
             self.state.batch_in_epoch = 0  # another world size shards differently: restart this epoch
             self._epoch_rng = {}
