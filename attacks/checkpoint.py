@@ -92,7 +92,8 @@ def load_tensors(path: str | os.PathLike, *, what: str = "checkpoint", device: s
     if not path.is_file():
         raise CheckpointError(f"{what}: {path} does not exist. Point to a directory written by .save().")
     data = path.read_bytes()
-    if data[:1] == b"\x80" or data[:2] == b"PK":
+    # safetensors = 8-byte little-endian header length, then '{': its first byte may be 0x80 or "PK" by chance
+    if (data[:1] == b"\x80" or data[:2] == b"PK") and data[8:9] != b"{":
         raise CheckpointError(
             f"{what}: {path} is a pickle/zip archive, not safetensors; refusing to unpickle it (it could run code)."
         )
