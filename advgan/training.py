@@ -50,7 +50,7 @@ class _Supervised(MinMaxGame):
 
     def players(self) -> list[Player]:
         c = self.cfg
-        return [Player("C", c.lr, 1, c.betas, c.weight_decay)]
+        return [Player("C", c.lr, 1, c.betas, c.weight_decay, optimizer="adamw")]
 
     def loss(self, player: str, batch: tuple[torch.Tensor, ...], step: int):
         x, y = batch[0], batch[1]
