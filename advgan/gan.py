@@ -87,6 +87,36 @@ class ConditionalGANConfig(GANConfig):
         _check_pos_int(self.embed_dim, "embed_dim")
 
 
+class _SeededBatchSampler(torch.utils.data.BatchSampler):
+    """A BatchSampler that exposes its shuffling generator (the engine saves it for exact resume)."""
+
+    @property
+    def generator(self) -> torch.Generator | None:
+        return getattr(self.sampler, "generator", None)
+
+
+def _indexable_by_list(ds: Dataset) -> bool:
+    try:
+        item = ds[[0, 1]] if len(ds) > 1 else None  # type: ignore[arg-type,index]
+    except Exception:  # noqa: BLE001 - any failure means "not batch-indexable"
+        return False
+    items = item if isinstance(item, (tuple, list)) else (item,)
+    return bool(items) and all(isinstance(t, torch.Tensor) and t.dim() >= 1 and t.shape[0] == 2 for t in items)
+
+
+def batch_loader(dataset: Dataset, batch_size: int, *, shuffle: bool = True, seed: int = 0, drop_last: bool = False) -> DataLoader:
+    """A DataLoader for in-memory datasets that index whole batches at once (``ds[list_of_indices]``,
+    as ``ImageDataset``, ``PointDataset`` and precomputed ``PairDataset`` do): no per-item Python
+    overhead. Other datasets get the ordinary per-item loader. Shuffling is fixed by ``seed``."""
+    from .data import loader
+
+    if not _indexable_by_list(dataset):
+        return loader(dataset, batch_size, shuffle=shuffle, seed=seed, drop_last=drop_last)
+    g = torch.Generator().manual_seed(seed)
+    base = torch.utils.data.RandomSampler(dataset, generator=g) if shuffle else torch.utils.data.SequentialSampler(dataset)
+    return DataLoader(dataset, batch_size=None, sampler=_SeededBatchSampler(base, batch_size, drop_last), generator=g)
+
+
 def _build(name: str, required: dict[str, Any], optional: dict[str, Any]) -> nn.Module:
     """Create a registered net with ``required`` kwargs plus those ``optional`` ones its constructor accepts."""
     fn = _nets._NETS[name]
@@ -205,10 +235,8 @@ class _Generative(MinMaxGame):
             return data
         if not isinstance(data, Dataset):
             raise TypeError(f"fit() takes a DataLoader or a Dataset of (sample, label) items, got {type(data).__name__}.")
-        from .data import loader
-
         n = len(data)  # type: ignore[arg-type]
-        return loader(data, self.config.batch_size, shuffle=True, seed=self.config.seed, drop_last=n > self.config.batch_size)
+        return batch_loader(data, self.config.batch_size, shuffle=True, seed=self.config.seed, drop_last=n > self.config.batch_size)
 
     def _check_data(self, loader: DataLoader) -> None:
         ds = loader.dataset

@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader, Dataset
 from . import losses, modelio
 from . import nets as _nets
 from .engine import MinMaxGame, MinMaxTrainer, Player, TrainConfig
-from .gan import _build, _check_nonneg, _check_pos_int
+from .gan import _build, _check_nonneg, _check_pos_int, batch_loader
 from .history import History
 from .nets.common import NORMS, apply_spectral_norm, fork_seed, has_spectral_norm
 
@@ -145,10 +145,8 @@ class Pix2Pix(MinMaxGame):
             return data
         if not isinstance(data, Dataset):
             raise TypeError(f"fit() takes a DataLoader or a Dataset of (x, y) pairs (see advgan.pairs), got {type(data).__name__}.")
-        from .data import loader
-
         n = len(data)  # type: ignore[arg-type]
-        return loader(data, self.config.batch_size, shuffle=True, seed=self.config.seed, drop_last=n > self.config.batch_size)
+        return batch_loader(data, self.config.batch_size, shuffle=True, seed=self.config.seed, drop_last=n > self.config.batch_size)
 
     def _check_pair(self, item: Any) -> tuple[torch.Tensor, torch.Tensor]:
         if not isinstance(item, (tuple, list)) or len(item) < 2 or not all(isinstance(t, torch.Tensor) for t in item[:2]):
