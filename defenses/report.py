@@ -1,0 +1,143 @@
+"""Before/after report of a defense: clean and robust accuracy, attack success rates, cost per epoch.
+
+``rep = before_after({"undefended": clf, "pgd-at": robust}, test_loader, eps=0.3, original_attacker=atk,
+train_loader=train_loader)`` evaluates every model (``attacks.evaluate``) under PGD-40, FGSM, the
+original AdvGAN attacker (trained against the undefended model) and, with ``retrain=True``, an AdvGAN
+attacker **retrained against each defended model** — the attack a defender actually faces. Seconds
+per epoch come from the fine-tuning histories (``train_seconds``) and are compared with a clean epoch.
+``rep.to_markdown()``, ``rep.to_json(path)``, ``rep.save(dir)``.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from torch import nn
+
+from attacks import FGSM, PGD, evaluate
+from attacks.checkpoint import atomic_write_text, save_json
+from attacks.checks import check_eps
+
+COLUMNS = ("clean_acc", "robust_acc_pgd", "robust_acc_fgsm", "robust_acc_advgan", "asr_advgan",
+           "robust_acc_advgan_retrained", "asr_advgan_retrained", "seconds_per_epoch", "epoch_cost_vs_clean")
+
+
+@dataclass
+class DefenseReport:
+    """One row per model (``rows[name][column]``, ``None`` where not measured) plus settings."""
+
+    rows: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        clean = {k: {c: (None if isinstance(v, float) and not math.isfinite(v) else v) for c, v in r.items()} for k, r in self.rows.items()}
+        return {"rows": clean, "meta": self.meta}
+
+    def to_json(self, path: str | Path) -> Path:
+        return save_json(path, self.to_dict())
+
+    def to_markdown(self) -> str:
+        m = self.meta
+        pgd = f"PGD-{m.get('pgd_steps', 40)}"
+        head = ["model", "clean acc", f"robust acc ({pgd})", "robust acc (FGSM)", "AdvGAN (original) ASR",
+                "AdvGAN (retrained) ASR", "s / epoch", "epoch cost vs clean"]
+        lines = [f"Threat model: {m.get('norm', 'linf')} ε = {m.get('eps')}; {m.get('n', '?')} test images.", "",
+                 "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for name, r in self.rows.items():
+            cells = [name, _pct(r.get("clean_acc")), _pct(r.get("robust_acc_pgd")), _pct(r.get("robust_acc_fgsm")),
+                     _pct(r.get("asr_advgan")), _pct(r.get("asr_advgan_retrained")), _num(r.get("seconds_per_epoch")),
+                     _ratio(r.get("epoch_cost_vs_clean"))]
+            lines.append("| " + " | ".join(cells) + " |")
+        lines += ["", "ASR: share of the correctly classified test images that the attack makes misclassified. "
+                  "The retrained AdvGAN is trained against each model itself."]
+        return "\n".join(lines)
+
+    def save(self, directory: str | Path) -> Path:
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        self.to_json(d / "defense_report.json")
+        atomic_write_text(d / "defense_report.md", self.to_markdown() + "\n")
+        return d
+
+
+def _pct(v: Any) -> str:
+    return "—" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{100 * v:.1f}%"
+
+
+def _num(v: Any) -> str:
+    return "—" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{v:.2f}"
+
+
+def _ratio(v: Any) -> str:
+    return "—" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{v:.2f}×"
+
+
+def epoch_seconds(history: Any) -> float | None:
+    """Mean training seconds per epoch of a fine-tuning history (validation excluded)."""
+    eps = [e["train_seconds"] for e in getattr(history, "epochs", []) if math.isfinite(e.get("train_seconds", float("nan")))]
+    return sum(eps) / len(eps) if eps else None
+
+
+def retrain_attacker(model: nn.Module, train_loader: Any, *, eps: float, norm: str = "linf", epochs: int = 2,
+                     attacker_config: Any = None, out_dir: str | Path | None = None) -> Any:
+    """A fresh AdvGAN attacker trained against ``model``; returns its Attack."""
+    from advgan.attacker import AdvGAN, AdvGANConfig
+
+    cfg = attacker_config or AdvGANConfig(eps=eps, norm=norm, progress=False)
+    atk = AdvGAN(model, cfg)
+    atk.fit(train_loader, epochs, out_dir=out_dir)
+    return atk.as_attack()
+
+
+def before_after(models: Mapping[str, nn.Module], test_loader: Any, *, eps: float, norm: str = "linf",
+                 original_attacker: Any = None, retrain: bool = False, train_loader: Any = None,
+                 attacker_config: Any = None, attacker_epochs: int = 2, pgd_steps: int = 40,
+                 histories: Mapping[str, Any] | None = None, clean_epoch_seconds: float | None = None,
+                 max_batches: int | None = None, seed: int = 0, progress: bool = False,
+                 out_dir: str | Path | None = None) -> DefenseReport:
+    """Evaluate each model of ``models`` (first = the undefended baseline by convention); see the module docstring.
+
+    ``histories[name]``: the fine-tuning history of a model (for seconds per epoch);
+    ``clean_epoch_seconds``: seconds of one clean-training epoch on the same data (for the cost ratio).
+    ``out_dir``: retrained attackers are saved under ``out_dir/attackers/<name>`` (and resumed from there).
+    """
+    if not isinstance(models, Mapping) or not models:
+        raise TypeError("models must be a non-empty dict {name: Classifier}, e.g. {'before': clf, 'after': robust}.")
+    eps = check_eps(eps, norm)
+    if retrain and train_loader is None:
+        raise ValueError("retrain=True trains an AdvGAN attacker against each model: pass train_loader.")
+    attacks: dict[str, Any] = {"pgd": PGD(eps=eps, norm=norm, steps=pgd_steps, seed=seed),
+                               "fgsm": FGSM(eps=eps, norm=norm)}
+    if original_attacker is not None:
+        attacks["advgan"] = original_attacker
+    rep = DefenseReport(meta={"eps": eps, "norm": norm, "pgd_steps": pgd_steps, "retrained_attacker_epochs": attacker_epochs if retrain else None,
+                              "clean_epoch_seconds": clean_epoch_seconds})
+    for name, model in models.items():
+        atks = dict(attacks)
+        if retrain:
+            adir = Path(out_dir) / "attackers" / name.replace("/", "_") if out_dir is not None else None
+            atks["advgan_retrained"] = retrain_attacker(model, train_loader, eps=eps, norm=norm, epochs=attacker_epochs,
+                                                        attacker_config=attacker_config, out_dir=adir)
+        r = evaluate(model, test_loader, atks, max_batches=max_batches, seed=seed, progress=progress,
+                     sanity_checks=False, grid_images=0)
+        row: dict[str, float | None] = {c: None for c in COLUMNS}
+        row["clean_acc"] = r.clean_accuracy
+        row["robust_acc_pgd"] = r["pgd"].robust_accuracy
+        row["robust_acc_fgsm"] = r["fgsm"].robust_accuracy
+        if "advgan" in atks:
+            row["robust_acc_advgan"] = r["advgan"].robust_accuracy
+            row["asr_advgan"] = r["advgan"].attack_success_rate
+        if retrain:
+            row["robust_acc_advgan_retrained"] = r["advgan_retrained"].robust_accuracy
+            row["asr_advgan_retrained"] = r["advgan_retrained"].attack_success_rate
+        sec = epoch_seconds(histories[name]) if histories and name in histories else None
+        row["seconds_per_epoch"] = sec
+        if sec is not None and clean_epoch_seconds:
+            row["epoch_cost_vs_clean"] = sec / clean_epoch_seconds
+        rep.rows[name] = row
+        rep.meta["n"] = r.n if hasattr(r, "n") else None
+    if out_dir is not None:
+        rep.save(out_dir)
+    return rep
