@@ -8,9 +8,19 @@ from .classifier import Classifier
 from .losses import attack_loss, cw_margin, is_adversarial
 from .models import builtin_models, create_module, register_model
 from .threat import ThreatModel, flat_norm
+from .fgsm import FGSM
+from .pgd import PGD
+from .cw import CW
+from .noise import RandomNoise
+from .foolbox_bridge import FoolboxAttack, foolbox_attack_names
+from .report import AttackResult, Report
+from .evaluate import evaluate
+from .plots import attack_grid, image_grid, plot_eps_curves
 
 __all__ = [
     "Attack", "AttackLike", "CheckpointError", "Classifier", "ThreatModel",
     "attack_loss", "available_attacks", "builtin_models", "create_module", "cw_margin", "flat_norm",
     "frozen_eval", "is_adversarial", "make_attack", "random_targets", "register_attack", "register_model",
+    "FGSM", "PGD", "CW", "RandomNoise", "FoolboxAttack", "foolbox_attack_names", "AttackResult", "Report",
+    "evaluate", "attack_grid", "image_grid", "plot_eps_curves",
 ]

@@ -1,0 +1,395 @@
+"""``evaluate()``: stream a DataLoader through a frozen model and any number of attacks (and budgets).
+
+Counts and norms accumulate on the device and are read once at the end (no per-batch host sync in
+the engine itself; attacks such as early-stopping PGD may sync internally). Batches are validated
+on the loader's device before they are moved (``non_blocking``). The model is frozen in eval mode
+throughout and left bit-identical, on its device, in its memory format and train/eval mode.
+"""
+from __future__ import annotations
+
+import contextlib
+import time
+from typing import Any, Iterable, Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .base import frozen_eval, input_gradient, random_targets
+from .checks import check_eps, check_images, check_labels, looks_like_probabilities, resolve_device
+from .classifier import data_chans_of, num_classes_of
+from .report import AttackResult, Report
+
+
+class _Timer:
+    """Accumulates the time of code sections; CUDA events on GPU (read at the end), perf_counter on CPU."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.cuda = device.type == "cuda"
+        self.seconds = 0.0
+        self.events: list[tuple[Any, Any]] = []
+
+    @contextlib.contextmanager
+    def __call__(self):
+        if self.cuda:
+            a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            a.record()
+            yield
+            b.record()
+            self.events.append((a, b))
+        else:
+            t = time.perf_counter()
+            yield
+            self.seconds += time.perf_counter() - t
+
+    def total(self) -> float:
+        return self.seconds + sum(a.elapsed_time(b) for a, b in self.events) / 1000.0
+
+
+def _check_attacks(attacks: object, epsilons: object, targeted: bool) -> dict[str, dict[float, Any]]:
+    """Validate attacks and budgets; return {name: {eps: attack at that eps}} (own eps included)."""
+    if not isinstance(attacks, Mapping) or not attacks:
+        raise TypeError("attacks must be a non-empty dict {name: Attack}, e.g. {'pgd': PGD(eps=0.3)}.")
+    if epsilons is not None and not isinstance(epsilons, (Mapping, Sequence)) or isinstance(epsilons, str):
+        raise TypeError("epsilons must be a list of budgets (applied to every attack) or a dict {attack name: list}.")
+    if isinstance(epsilons, Mapping):
+        unknown = set(epsilons) - set(attacks)
+        if unknown:
+            raise ValueError(f"epsilons names unknown attacks {sorted(unknown)}; attacks: {sorted(attacks)}.")
+    out: dict[str, dict[float, Any]] = {}
+    for name, atk in attacks.items():
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"attack names must be non-empty strings, got {name!r}.")
+        if not callable(atk) or not hasattr(atk, "eps") or not hasattr(atk, "norm"):
+            raise TypeError(f"attack {name!r} must be an attacks.Attack (callable with .eps and .norm), got {type(atk).__name__}.")
+        if targeted and not getattr(atk, "supports_targeted", True):
+            raise ValueError(f"attack {name!r} ({atk!r}) does not support targeted attacks; drop it or use targeted=False.")
+        if not targeted and not getattr(atk, "supports_untargeted", True):
+            raise ValueError(f"attack {name!r} ({atk!r}) only supports targeted attacks; use targeted=True.")
+        sweep = epsilons.get(name, ()) if isinstance(epsilons, Mapping) else (epsilons or ())
+        variants = {float(atk.eps): atk}
+        for e in sweep:
+            e = check_eps(e, atk.norm, name=f"epsilons entry for {name!r}")
+            if e not in variants:
+                if not hasattr(atk, "with_eps"):
+                    raise TypeError(f"attack {name!r} cannot change its budget (no with_eps); remove it from the sweep.")
+                variants[e] = atk.with_eps(e)
+        out[name] = variants
+    return out
+
+
+def _unpack(batch: object, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+    if not isinstance(batch, (tuple, list)) or len(batch) < 2:
+        raise ValueError(f"batch {i} of the loader must be an (images, labels) pair, got {type(batch).__name__}.")
+    return batch[0], batch[1]
+
+
+def _zero_grad_fraction(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Fraction of inputs whose cross-entropy input gradient is exactly zero (a gradient-masking symptom)."""
+    xg = x.detach().clone().requires_grad_(True)
+    with torch.enable_grad():
+        loss = F.cross_entropy(model(xg).float(), y, reduction="sum")
+        g = input_gradient(loss, xg)
+    return (g.flatten(1).abs().amax(1) == 0).float().mean()
+
+
+def evaluate(
+    model: nn.Module,
+    loader: Iterable,
+    attacks: Mapping[str, Any],
+    *,
+    epsilons: Sequence[float] | Mapping[str, Sequence[float]] | None = None,
+    device: str | torch.device | None = None,
+    amp: bool = False,
+    channels_last: bool = False,
+    max_batches: int | None = None,
+    targeted: bool = False,
+    seed: int = 0,
+    progress: bool = True,
+    sanity_checks: bool = True,
+    grid_images: int = 8,
+    crosscheck_foolbox: bool = False,
+) -> Report:
+    """Clean accuracy and, per attack and budget, success rate, robust accuracy, norms and speed.
+
+    Args:
+        model: the classifier (pixels in [0, 1] -> logits), e.g. an ``attacks.Classifier``.
+        loader: iterable of ``(images, labels)`` batches.
+        attacks: ``{name: Attack}``; each runs at its own eps and at every eps of ``epsilons``.
+        epsilons: budgets to sweep: a list for every attack or ``{name: list}``.
+        device: where to run (default: the model's device); the model is moved back afterwards.
+        amp: autocast (float16 on CUDA, bfloat16 on CPU) for forward passes and attacks.
+        channels_last: run model and inputs in channels-last memory format (restored afterwards).
+        max_batches: stop after this many batches.
+        targeted: attack towards random targets != label (seeded); reports targeted success rate.
+        seed: seeds targets and the attacks' randomness (global RNG forked, restored afterwards).
+        sanity_checks: record gradient-masking / probability / monotonicity / PGD-vs-FGSM checks.
+        grid_images: images of the first batch kept for ``report.save``'s grid (0: none).
+        crosscheck_foolbox: also run foolbox's LinfPGD (same settings as our first L-inf PGD) on the
+            first batch and compare success rates.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module (e.g. attacks.Classifier), got {type(model).__name__}.")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"seed must be an int, got {type(seed).__name__}.")
+    if max_batches is not None and (isinstance(max_batches, bool) or not isinstance(max_batches, int) or max_batches < 1):
+        raise ValueError(f"max_batches must be a positive int or None, got {max_batches!r}.")
+    if isinstance(grid_images, bool) or not isinstance(grid_images, int) or grid_images < 0:
+        raise ValueError(f"grid_images must be an int >= 0, got {grid_images!r}.")
+    variants = _check_attacks(attacks, epsilons, targeted)
+    try:
+        n_batches = len(loader)  # type: ignore[arg-type]
+    except TypeError:
+        n_batches = None
+    if n_batches == 0:
+        raise ValueError("the loader is empty; evaluate needs at least one (images, labels) batch.")
+    num_classes = num_classes_of(model)
+    if targeted and num_classes is None:
+        raise ValueError("targeted evaluation needs the number of classes: wrap the model in attacks.Classifier.")
+    orig_device = next((p.device for p in model.parameters()), None)
+    dev = resolve_device(device) if device is not None else (orig_device or torch.device("cpu"))
+    moved = orig_device is not None and orig_device != dev
+    cl = channels_last and any(p.dim() == 4 for p in model.parameters())
+    amp_dtype = torch.float16 if dev.type == "cuda" else torch.bfloat16
+    cuda_devs = [dev] if dev.type == "cuda" else []
+
+    if moved:
+        model.to(dev)
+    if cl:
+        model.to(memory_format=torch.channels_last)
+    try:
+        with frozen_eval(model), torch.random.fork_rng(devices=cuda_devs):
+            torch.manual_seed(seed)
+            return _run(model, loader, variants, dev=dev, amp=amp, amp_dtype=amp_dtype, channels_last=channels_last,
+                        max_batches=max_batches, targeted=targeted, seed=seed, progress=progress,
+                        sanity_checks=sanity_checks, grid_images=grid_images, crosscheck=crosscheck_foolbox,
+                        num_classes=num_classes, n_batches=n_batches)
+    finally:
+        if cl:
+            model.to(memory_format=torch.contiguous_format)
+        if moved:
+            model.to(orig_device)
+
+
+def _run(model, loader, variants, *, dev, amp, amp_dtype, channels_last, max_batches, targeted, seed, progress,
+         sanity_checks, grid_images, crosscheck, num_classes, n_batches) -> Report:
+    from tqdm.auto import tqdm
+
+    chans = data_chans_of(model)
+    tgen = torch.Generator().manual_seed(seed)
+    autocast = (lambda: torch.autocast(device_type=dev.type, dtype=amp_dtype)) if amp else contextlib.nullcontext
+    keys = [(name, e) for name, vs in variants.items() for e in vs]
+    counts = torch.zeros(len(keys), 3, dtype=torch.long, device=dev)  # fooled, robust, target hits
+    norms = torch.zeros(len(keys), 4, device=dev)  # sum linf, max linf, sum l2, max l2
+    timers = {k: _Timer(dev) for k in keys}
+    pairs = _pgd_fgsm_pairs(variants) if sanity_checks else []
+    pair_counts = torch.zeros(max(len(pairs), 1), dtype=torch.long, device=dev)
+    n_correct = torch.zeros((), dtype=torch.long, device=dev)
+    finite = torch.ones((), dtype=torch.bool, device=dev)
+    n, batches, sample_shape = 0, 0, None
+    sanity: dict[str, Any] = {}
+    grids: dict[str, Any] = {}
+    deferred: dict[str, torch.Tensor] = {}  # scalars read at the end
+    deferred_names: dict[str, str] = {}
+    total = min(n_batches, max_batches) if n_batches is not None and max_batches else (n_batches or max_batches)
+    t_start = time.perf_counter()
+    for i, batch in enumerate(tqdm(loader, total=total, desc="evaluate", disable=not progress, leave=False)):
+        if max_batches is not None and i >= max_batches:
+            break
+        x, y = _unpack(batch, i)
+        check_images(x, name=f"images of batch {i}", channels=chans)
+        check_labels(y, x.shape[0], num_classes, name=f"labels of batch {i}")
+        t = random_targets(y.cpu(), num_classes, tgen) if targeted else None
+        x = x.to(dev, non_blocking=True)
+        y = y.to(dev, non_blocking=True)
+        t = t.to(dev, non_blocking=True) if t is not None else None
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.no_grad(), autocast():
+            logits = model(x)
+        if logits.dim() != 2 or (num_classes is not None and logits.shape[1] != num_classes):
+            raise ValueError(f"the model returned shape {tuple(logits.shape)}; it must return (N, num_classes) logits.")
+        pred = logits.argmax(1)
+        correct = pred == y
+        n_correct += correct.sum()
+        finite &= torch.isfinite(logits).all()
+        if i == 0:
+            sample_shape = tuple(x.shape[1:])
+            if sanity_checks:
+                sanity["outputs_look_like_probabilities"] = looks_like_probabilities(logits)
+                with autocast():
+                    deferred["zero_gradient_fraction"] = _zero_grad_fraction(model, x, y)
+            if grid_images:
+                k = min(grid_images, x.shape[0])
+                grids = {"clean": x[:k], "preds_clean": pred[:k], "adv": {}, "preds_adv": {}}
+        succ_of: dict[tuple[str, float], torch.Tensor] = {}
+        for j, (name, e) in enumerate(keys):
+            atk = variants[name][e]
+            with timers[(name, e)](), autocast():
+                x_adv = atk(model, x, y, target=t)
+            with torch.no_grad(), autocast():
+                pa = model(x_adv).argmax(1)
+            fooled = correct & (pa != y)
+            succ_of[(name, e)] = fooled
+            hits = (correct & (pa == t)).sum() if t is not None else torch.zeros((), dtype=torch.long, device=dev)
+            counts[j] += torch.stack([fooled.sum(), (pa == y).sum(), hits])
+            d = (x_adv - x).flatten(1).float()
+            linf, l2 = d.abs().amax(1), d.norm(dim=1)
+            norms[j, 0] += linf.sum()
+            norms[j, 1] = torch.maximum(norms[j, 1], linf.max())
+            norms[j, 2] += l2.sum()
+            norms[j, 3] = torch.maximum(norms[j, 3], l2.max())
+            if i == 0 and grid_images and e == float(next(iter(variants[name]))):
+                grids["adv"][name] = x_adv[: grids["clean"].shape[0]]
+                grids["preds_adv"][name] = pa[: grids["clean"].shape[0]]
+        for p, (pgd_name, fgsm_name, e) in enumerate(pairs):
+            pair_counts[p] += (succ_of[(fgsm_name, e)] & ~succ_of[(pgd_name, e)]).sum()
+        if i == 0 and crosscheck:
+            for k, v in _crosscheck(model, variants, x, y, correct, succ_of).items():
+                (deferred if isinstance(v, torch.Tensor) else deferred_names)[k] = v
+        n += x.shape[0]
+        batches += 1
+    if n == 0:
+        raise ValueError("the loader yielded no batches; evaluate needs at least one (images, labels) batch.")
+    wall = time.perf_counter() - t_start
+
+    # ---- the one host read of everything accumulated on the device
+    dnames = sorted(deferred)
+    flat = torch.cat([n_correct.view(1).float(), finite.view(1).float(), counts.flatten().float(), norms.flatten(),
+                      pair_counts.float()] + [deferred[k].float().view(-1) for k in dnames]).double().cpu().tolist()
+    n_ok, all_finite = int(flat[0]), bool(flat[1])
+    c = flat[2: 2 + 3 * len(keys)]
+    m = flat[2 + 3 * len(keys): 2 + 7 * len(keys)]
+    pc = flat[2 + 7 * len(keys): 2 + 7 * len(keys) + pair_counts.numel()]
+    rest = flat[2 + 7 * len(keys) + pair_counts.numel():]
+    for k, v in zip(dnames, rest):
+        sanity[k] = v
+    if "crosscheck_pgd_name" in deferred_names:
+        sanity["crosscheck_pgd_name"] = deferred_names["crosscheck_pgd_name"]
+    results: dict[str, dict[float, AttackResult]] = {name: {} for name in variants}
+    for j, (name, e) in enumerate(keys):
+        atk = variants[name][e]
+        desc = atk.describe() if hasattr(atk, "describe") else {"repr": repr(atk)}
+        results[name][e] = AttackResult(
+            name=name, eps=e, norm=atk.norm, n=n, n_correct=n_ok, n_fooled=int(c[3 * j]), n_robust=int(c[3 * j + 1]),
+            n_target_hits=int(c[3 * j + 2]) if targeted else None, mean_linf=m[4 * j] / n, max_linf=m[4 * j + 1],
+            mean_l2=m[4 * j + 2] / n, max_l2=m[4 * j + 3], seconds=timers[(name, e)].total(), attack=desc)
+    own = {name: float(next(iter(vs))) for name, vs in variants.items()}
+    flags: list[str] = [] if all_finite else ["the model produced NaN/Inf logits on clean inputs."]
+    if sanity_checks:
+        flags += post_checks(results, variants, sanity, pairs, pc, n_ok, sample_shape)
+    meta = {"device": str(dev), "amp": amp, "channels_last": channels_last, "targeted": targeted, "seed": seed,
+            "batches": batches, "wall_seconds": wall, "model": type(model).__name__,
+            "arch": getattr(model, "arch", None)}
+    if grids:
+        grids = {"clean": grids["clean"].cpu(), "preds_clean": grids["preds_clean"].cpu(),
+                 "adv": {k: v.cpu() for k, v in grids["adv"].items()},
+                 "preds_adv": {k: v.cpu() for k, v in grids["preds_adv"].items()}}
+    return Report(n=n, n_correct=n_ok, results=results, own_eps=own, flags=flags, sanity=sanity, meta=meta, grids=grids)
+
+
+def _pgd_fgsm_pairs(variants: dict[str, dict[float, Any]]) -> list[tuple[str, str, float]]:
+    """(pgd name, fgsm name, eps) for every PGD/FGSM pair of the same norm sharing a budget."""
+    from .fgsm import FGSM
+    from .pgd import PGD
+
+    out = []
+    pgds = [n for n, v in variants.items() if isinstance(next(iter(v.values())), PGD)]
+    fgsms = [n for n, v in variants.items() if isinstance(next(iter(v.values())), FGSM)]
+    for p in pgds:
+        for f in fgsms:
+            if variants[p][next(iter(variants[p]))].norm != variants[f][next(iter(variants[f]))].norm:
+                continue
+            out += [(p, f, e) for e in variants[p] if e in variants[f]]
+    return out
+
+
+def _crosscheck(model, variants, x, y, correct, succ_of) -> dict[str, torch.Tensor]:
+    """Run foolbox LinfPGD with the settings of our first L-inf PGD on this batch; return both success counts."""
+    from .foolbox_bridge import FoolboxAttack
+    from .pgd import PGD
+
+    for name, vs in variants.items():
+        e = next(iter(vs))
+        atk = vs[e]
+        if isinstance(atk, PGD) and atk.norm == "linf":
+            fb = FoolboxAttack("LinfPGD", eps=atk.eps, steps=atk.steps, rel_stepsize=atk.step_size / atk.eps,
+                               random_start=atk.random_start)
+            x_fb = fb(model, x, y)
+            with torch.no_grad():
+                pa = model(x_fb).argmax(1)
+            return {"crosscheck_pgd_name": name, "crosscheck_ours_fooled": succ_of[(name, e)].sum(), "crosscheck_foolbox_fooled": (correct & (pa != y)).sum(),
+                    "crosscheck_n_correct": correct.sum()}
+    return {}
+
+
+# ---------------------------------------------------------------------- sanity checks on the results
+MONOTONE_TOL = 0.01  # ASR may wobble by this much between budgets (random starts) before it is flagged
+LARGE_EPS_ASR = 0.99
+PGD_FGSM_TOL = 0.02
+ZERO_GRAD_TOL = 0.05
+CROSSCHECK_TOL = 0.05
+
+
+def _large_eps(norm: str, sample_shape: tuple[int, ...] | None) -> float:
+    """A budget large enough that a working strong attack fools (almost) every input."""
+    if norm == "linf":
+        return 0.5
+    d = 1
+    for s in sample_shape or (1,):
+        d *= s
+    return 0.5 * d ** 0.5
+
+
+def post_checks(results, variants, sanity, pairs, pair_counts, n_correct, sample_shape) -> list[str]:
+    """Carlini et al. (2019) / AutoAttack-style checks; numbers go to ``sanity``, warnings are returned."""
+    flags: list[str] = []
+    if sanity.get("outputs_look_like_probabilities"):
+        flags.append("the model's outputs are non-negative and sum to 1: it returns probabilities, not logits; "
+                     "gradient attacks on softmax outputs are weak (remove the final softmax).")
+    z = sanity.get("zero_gradient_fraction")
+    if z is not None and z > ZERO_GRAD_TOL:
+        flags.append(f"{100 * z:.1f} % of the first batch have an exactly zero input gradient (gradient masking or a "
+                     "saturated softmax): gradient attacks under-report; try loss='margin' or a decision-based attack.")
+    mono, large = {}, {}
+    for name, curve in results.items():
+        pts = sorted(curve.items())
+        asr = [r.attack_success_rate for _, r in pts]
+        ok = all(b >= a - MONOTONE_TOL for a, b in zip(asr, asr[1:]))
+        if len(pts) > 1:
+            mono[name] = ok
+            if not ok:
+                flags.append(f"{name}: attack success rate decreases as eps grows ({', '.join(f'{e:g}: {100 * a:.1f} %' for (e, _), a in zip(pts, asr))}); "
+                             "the attack is not converging (too few steps, bad step size, or gradient masking).")
+        atk = next(iter(variants[name].values()))
+        if getattr(atk, "strong", False):
+            big = [(e, r) for e, r in pts if e >= _large_eps(r.norm, sample_shape)]
+            if big:
+                e, r = big[-1]
+                large[name] = {"eps": e, "attack_success_rate": r.attack_success_rate}
+                if r.attack_success_rate < LARGE_EPS_ASR:
+                    flags.append(f"{name} at the large budget eps={e:g} fools only {100 * r.attack_success_rate:.1f} % "
+                                 "(expected ~100 %): suspect gradient masking or a broken attack.")
+    sanity["asr_monotone_in_eps"] = mono
+    sanity["large_eps"] = large
+    comp = []
+    for (p, f, e), k in zip(pairs, pair_counts):
+        rp, rf = results[p][e], results[f][e]
+        frac = k / n_correct if n_correct else 0.0
+        comp.append({"pgd": p, "fgsm": f, "eps": e, "fgsm_only_fooled": int(k), "fgsm_only_fraction": frac,
+                     "pgd_asr": rp.attack_success_rate, "fgsm_asr": rf.attack_success_rate})
+        if rp.attack_success_rate < rf.attack_success_rate - 0.005 or frac > PGD_FGSM_TOL:
+            flags.append(f"{p} is weaker than {f} at eps={e:g} (PGD {100 * rp.attack_success_rate:.1f} % vs FGSM "
+                         f"{100 * rf.attack_success_rate:.1f} %, {int(k)} inputs fooled by FGSM only): PGD should "
+                         "dominate FGSM; suspect gradient masking or a too small PGD step.")
+    sanity["pgd_vs_fgsm"] = comp
+    if "crosscheck_n_correct" in sanity and sanity["crosscheck_n_correct"]:
+        for k in ("crosscheck_n_correct", "crosscheck_ours_fooled", "crosscheck_foolbox_fooled"):
+            sanity[k] = int(sanity[k])
+        nc = sanity["crosscheck_n_correct"]
+        ours, theirs = sanity["crosscheck_ours_fooled"] / nc, sanity["crosscheck_foolbox_fooled"] / nc
+        sanity["crosscheck_ours_asr"], sanity["crosscheck_foolbox_asr"] = ours, theirs
+        if ours < theirs - CROSSCHECK_TOL:
+            flags.append(f"our PGD fooled {100 * ours:.1f} % of the first batch but foolbox's LinfPGD {100 * theirs:.1f} % "
+                         "with the same settings: our attack under-reports.")
+    return flags
