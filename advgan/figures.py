@@ -42,10 +42,12 @@ def save_points(points: torch.Tensor, path: str | Path, *, modes: torch.Tensor |
     fig, ax = plt.subplots(figsize=(4.2, 4.2))
     if real is not None:
         r = real.detach().float().cpu().reshape(real.shape[0], -1)
-        ax.scatter(r[:, 0], r[:, 1] if r.shape[1] > 1 else torch.zeros(len(r)), s=2, c="tab:gray", alpha=0.3, label="real")
+        r = r.numpy()
+        ax.scatter(r[:, 0], r[:, 1] if r.shape[1] > 1 else 0 * r[:, 0], s=2, c="tab:gray", alpha=0.3, label="real")
+    pts = pts.numpy()
     ax.scatter(pts[:, 0], pts[:, 1], s=2, c="tab:blue", alpha=0.5, label="generated")
     if modes is not None:
-        m = modes.detach().float().cpu()
+        m = modes.detach().float().cpu().numpy()
         ax.scatter(m[:, 0], m[:, 1], marker="x", c="tab:red", s=30, label="modes")
         if std:
             for c in m:
@@ -76,8 +78,8 @@ def save_rows(rows: Mapping[str, torch.Tensor], path: str | Path, *, title: str 
         imgs = rows[name].detach().float().cpu().clamp(0, 1)
         for c in range(n):
             ax = axes[r][c]
-            im = imgs[c]
-            ax.imshow(im[0] if im.shape[0] == 1 else im.permute(1, 2, 0), cmap="gray" if im.shape[0] == 1 else None, vmin=0, vmax=1)
+            im = imgs[c].numpy()
+            ax.imshow(im[0] if im.shape[0] == 1 else im.transpose(1, 2, 0), cmap="gray" if im.shape[0] == 1 else None, vmin=0, vmax=1)
             ax.set_xticks([])
             ax.set_yticks([])
             if c == 0:

@@ -152,6 +152,9 @@ class Pix2Pix(MinMaxGame):
         if not isinstance(item, (tuple, list)) or len(item) < 2 or not all(isinstance(t, torch.Tensor) for t in item[:2]):
             raise ValueError("Pix2Pix trains on (x, y) image pairs; wrap an image dataset with advgan.pairs.build(task, dataset).")
         x, y = item[0], item[1]
+        if y.dim() <= 1:
+            raise ValueError(f"Pix2Pix trains on (x, y) image pairs, got (image, label)-like items (y of shape {tuple(y.shape)}); "
+                             "wrap the image dataset with advgan.pairs.build(task, dataset).")
         if x.dim() != 3 or y.dim() != 3 or x.shape[-2:] != y.shape[-2:]:
             raise ValueError(f"x and y must be (C, H, W) images of the same size, got {tuple(x.shape)} and {tuple(y.shape)}.")
         if x.shape[0] != self.in_channels or y.shape[0] != self.out_channels:
@@ -194,7 +197,9 @@ class Pix2Pix(MinMaxGame):
         """G(x) for images x (N, C_in, H, W) in [0, 1] -> (N, C_out, H, W) in [0, 1], on the CPU (eval mode)."""
         from attacks.checks import check_images
 
-        x = check_images(x, name="x", channels=self.in_channels)
+        if isinstance(x, torch.Tensor) and x.dim() == 4 and x.shape[1] != self.in_channels:
+            raise ValueError(f"this Pix2Pix takes {self.in_channels}-channel inputs, got x of shape {tuple(x.shape)}.")
+        x = check_images(x, name="x")
         G = G if G is not None else self.generator()
         dev = next(G.parameters()).device
         was = G.training
