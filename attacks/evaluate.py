@@ -230,8 +230,9 @@ def _run(model, loader, variants, *, dev, amp, amp_dtype, channels_last, max_bat
             with torch.no_grad(), autocast():
                 pa = model(x_adv).argmax(1)
             fooled = correct & (pa != y)
-            succ_of[(name, e)] = fooled
-            hits = (correct & (pa == t)).sum() if t is not None else torch.zeros((), dtype=torch.long, device=dev)
+            hit = correct & (pa == t) if t is not None else None
+            succ_of[(name, e)] = fooled if hit is None else hit  # what the attack was asked to do
+            hits = hit.sum() if hit is not None else torch.zeros((), dtype=torch.long, device=dev)
             counts[j] += torch.stack([fooled.sum(), (pa == y).sum(), hits])
             d = (x_adv - x).flatten(1).float()
             linf, l2 = d.abs().amax(1), d.norm(dim=1)
@@ -341,8 +342,15 @@ def _large_eps(norm: str, sample_shape: tuple[int, ...] | None) -> float:
     return 0.5 * d ** 0.5
 
 
+def _rate(r: AttackResult) -> float:
+    """The success the attack was asked for: targeted success rate in targeted runs, else ASR."""
+    return r.targeted_success_rate if r.n_target_hits is not None else r.attack_success_rate
+
+
 def post_checks(results, variants, sanity, pairs, pair_counts, n_correct, sample_shape) -> list[str]:
-    """Carlini et al. (2019) / AutoAttack-style checks; numbers go to ``sanity``, warnings are returned."""
+    """Carlini et al. (2019) / AutoAttack-style checks; numbers go to ``sanity``, warnings are returned.
+
+    In targeted runs the checks use the targeted success rate."""
     flags: list[str] = []
     if sanity.get("outputs_look_like_probabilities"):
         flags.append("the model's outputs are non-negative and sum to 1: it returns probabilities, not logits; "
@@ -354,21 +362,21 @@ def post_checks(results, variants, sanity, pairs, pair_counts, n_correct, sample
     mono, large = {}, {}
     for name, curve in results.items():
         pts = sorted(curve.items())
-        asr = [r.attack_success_rate for _, r in pts]
+        asr = [_rate(r) for _, r in pts]
         ok = all(b >= a - MONOTONE_TOL for a, b in zip(asr, asr[1:]))
         if len(pts) > 1:
             mono[name] = ok
             if not ok:
-                flags.append(f"{name}: attack success rate decreases as eps grows ({', '.join(f'{e:g}: {100 * a:.1f} %' for (e, _), a in zip(pts, asr))}); "
+                flags.append(f"{name}: success rate decreases as eps grows ({', '.join(f'{e:g}: {100 * a:.1f} %' for (e, _), a in zip(pts, asr))}); "
                              "the attack is not converging (too few steps, bad step size, or gradient masking).")
         atk = next(iter(variants[name].values()))
         if getattr(atk, "strong", False):
             big = [(e, r) for e, r in pts if e >= _large_eps(r.norm, sample_shape)]
             if big:
                 e, r = big[-1]
-                large[name] = {"eps": e, "attack_success_rate": r.attack_success_rate}
-                if r.attack_success_rate < LARGE_EPS_ASR:
-                    flags.append(f"{name} at the large budget eps={e:g} fools only {100 * r.attack_success_rate:.1f} % "
+                large[name] = {"eps": e, "success_rate": _rate(r)}
+                if _rate(r) < LARGE_EPS_ASR:
+                    flags.append(f"{name} at the large budget eps={e:g} succeeds on only {100 * _rate(r):.1f} % "
                                  "(expected ~100 %): suspect gradient masking or a broken attack.")
     sanity["asr_monotone_in_eps"] = mono
     sanity["large_eps"] = large
@@ -377,10 +385,10 @@ def post_checks(results, variants, sanity, pairs, pair_counts, n_correct, sample
         rp, rf = results[p][e], results[f][e]
         frac = k / n_correct if n_correct else 0.0
         comp.append({"pgd": p, "fgsm": f, "eps": e, "fgsm_only_fooled": int(k), "fgsm_only_fraction": frac,
-                     "pgd_asr": rp.attack_success_rate, "fgsm_asr": rf.attack_success_rate})
-        if rp.attack_success_rate < rf.attack_success_rate - 0.005 or frac > PGD_FGSM_TOL:
-            flags.append(f"{p} is weaker than {f} at eps={e:g} (PGD {100 * rp.attack_success_rate:.1f} % vs FGSM "
-                         f"{100 * rf.attack_success_rate:.1f} %, {int(k)} inputs fooled by FGSM only): PGD should "
+                     "pgd_success": _rate(rp), "fgsm_success": _rate(rf)})
+        if _rate(rp) < _rate(rf) - 0.005 or frac > PGD_FGSM_TOL:
+            flags.append(f"{p} is weaker than {f} at eps={e:g} (PGD {100 * _rate(rp):.1f} % vs FGSM "
+                         f"{100 * _rate(rf):.1f} %, {int(k)} inputs fooled by FGSM only): PGD should "
                          "dominate FGSM; suspect gradient masking or a too small PGD step.")
     sanity["pgd_vs_fgsm"] = comp
     if "crosscheck_n_correct" in sanity and sanity["crosscheck_n_correct"]:

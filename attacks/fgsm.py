@@ -56,7 +56,8 @@ class FGSM(Attack):
         if self.random_start:
             gen = make_generator(x.device, self.seed)
             x0 = self.threat.project(x, x + self.threat.random_delta(x, gen))
-        x0 = x0.clone().requires_grad_(True)
-        loss = attack_loss(model(x0), y, target, self.loss).sum()
-        grad = input_gradient(loss, x0)
+        with torch.enable_grad():  # attacks work even when called under torch.no_grad()
+            x0 = x0.clone().requires_grad_(True)
+            loss = attack_loss(model(x0), y, target, self.loss).sum()
+            grad = input_gradient(loss, x0)
         return x0.detach() + self.step_size * self.threat.normalize_step(grad)
