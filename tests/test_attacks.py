@@ -180,3 +180,12 @@ def test_bad_inputs_give_clear_errors(trained_tiny_clf, small_batch):
     with pytest.raises(TypeError, match="seed"):
         RandomNoise(0.1, seed="a")
     assert_same_state(clf, state)
+
+
+def test_attacks_work_under_no_grad(trained_tiny_clf, small_batch):
+    clf, (x, y) = trained_tiny_clf, small_batch
+    x, y = x[:8], y[:8]
+    with torch.no_grad():
+        for atk in (FGSM(0.1), PGD(0.1, steps=2), CW(1.0, steps=3, binary_search_steps=1), RandomNoise(0.1)):
+            x_adv = atk(clf, x, y)
+            assert not torch.equal(x_adv, x), type(atk).__name__
