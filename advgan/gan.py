@@ -193,7 +193,10 @@ class _Generative(MinMaxGame):
                 Player("G", c.lr_g, 1, c.betas, c.weight_decay, ema=True)]
 
     def config_dict(self) -> dict[str, Any]:
-        return {"model": dataclasses.asdict(self.config), "data_shape": list(self.data_shape), "num_classes": self.num_classes}
+        # model fields only: the engine compares TrainConfig itself (and lets run fields such as device differ)
+        base = {f.name for f in dataclasses.fields(TrainConfig)}
+        model = {k: v for k, v in dataclasses.asdict(self.config).items() if k not in base}
+        return {"model": model, "data_shape": list(self.data_shape), "num_classes": self.num_classes}
 
     def _to_model(self, x: torch.Tensor) -> torch.Tensor:
         return x * 2 - 1 if self.is_image else x

@@ -113,7 +113,10 @@ class Pix2Pix(MinMaxGame):
         return [Player("D", c.lr_d, c.d_steps, c.betas, c.weight_decay), g] if c.uses_gan else [g]
 
     def config_dict(self) -> dict[str, Any]:
-        return {"model": dataclasses.asdict(self.config), "in_channels": self.in_channels, "out_channels": self.out_channels}
+        # model fields only: the engine compares TrainConfig itself (and lets run fields such as device differ)
+        base = {f.name for f in dataclasses.fields(TrainConfig)}
+        model = {k: v for k, v in dataclasses.asdict(self.config).items() if k not in base}
+        return {"model": model, "in_channels": self.in_channels, "out_channels": self.out_channels}
 
     def loss(self, player: str, batch: tuple[torch.Tensor, ...], step: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         c = self.config

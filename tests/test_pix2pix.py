@@ -115,9 +115,13 @@ def test_rgb_colorization_shapes():
 
 
 def test_cli_pix2pix_writes_outputs(tmp_path):
+    from attacks import Classifier
+
+    Classifier.create("tiny_cnn", 10, in_chans=1).save(tmp_path / "clf")      # any saved classifier gives features
     out = tmp_path / "p2p"
     rc = cli_main(["pix2pix", "--task", "superres", "--dataset", "mnist5k", "--mode", "l1", "--n-train", "128",
-                   "--epochs", "1", "--width", "8", "--no-progress", "--device", "cpu", "--out", str(out)])
+                   "--epochs", "1", "--width", "8", "--classifier", str(tmp_path / "clf"), "--no-progress",
+                   "--device", "cpu", "--out", str(out)])
     assert rc == 0
     m = json.loads((out / "metrics.json").read_text())
     assert m["mode"] == "l1" and 0 <= m["test_l1"] <= 1 and m["frechet_distance"] >= 0
