@@ -114,6 +114,7 @@ def test_rgb_colorization_shapes():
     assert m.translate(pairs.luminance(rgb)).shape == (2, 3, 32, 32)
 
 
+@pytest.mark.slow
 def test_cli_pix2pix_writes_outputs(tmp_path):
     from attacks import Classifier
 
