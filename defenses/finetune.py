@@ -27,7 +27,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from attacks import PGD, Classifier
-from attacks.checks import check_choice, check_eps, check_fraction, check_positive_int
+from attacks.checks import check_choice, check_eps, check_fraction, check_labels, check_positive_int
 from attacks.threat import ThreatModel
 from advgan import data as data_mod
 from advgan.engine import MinMaxGame, MinMaxTrainer, Player, TrainConfig
@@ -157,6 +157,7 @@ class FinetuneGame(MinMaxGame):
         x, y = batch[0], batch[1]
         if not self._checked:
             self.clf.check_input(x)
+            check_labels(y, x.shape[0], self.clf.num_classes)
             self._checked = True
         if self.cfg.guard_on and self._snapshot is None:
             self._take_snapshot()
