@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import inspect
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -22,19 +21,10 @@ from . import losses, modelio
 from . import nets as _nets
 from .engine import MinMaxGame, MinMaxTrainer, Player, TrainConfig
 from .history import History
+from .gan_utils import _build, _check_nonneg, _check_pos_int, _first_sample, batch_loader  # noqa: F401 (re-export)
 from .nets.common import NORMS, apply_spectral_norm, check_shape, fork_seed, has_spectral_norm
 
 D_NORMS = ("auto",) + NORMS
-
-
-def _check_nonneg(v: Any, name: str) -> None:
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not (v >= 0) or v == float("inf"):
-        raise ValueError(f"{name} must be a finite number >= 0, got {v!r}.")
-
-
-def _check_pos_int(v: Any, name: str) -> None:
-    if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-        raise ValueError(f"{name} must be a positive integer, got {v!r}.")
 
 
 @dataclass(frozen=True)
@@ -85,48 +75,6 @@ class ConditionalGANConfig(GANConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         _check_pos_int(self.embed_dim, "embed_dim")
-
-
-class _SeededBatchSampler(torch.utils.data.BatchSampler):
-    """A BatchSampler that exposes its shuffling generator (the engine saves it for exact resume)."""
-
-    @property
-    def generator(self) -> torch.Generator | None:
-        return getattr(self.sampler, "generator", None)
-
-
-def _indexable_by_list(ds: Dataset) -> bool:
-    try:
-        item = ds[[0, 1]] if len(ds) > 1 else None  # type: ignore[arg-type,index]
-    except Exception:  # noqa: BLE001 - any failure means "not batch-indexable"
-        return False
-    items = item if isinstance(item, (tuple, list)) else (item,)
-    return bool(items) and all(isinstance(t, torch.Tensor) and t.dim() >= 1 and t.shape[0] == 2 for t in items)
-
-
-def batch_loader(dataset: Dataset, batch_size: int, *, shuffle: bool = True, seed: int = 0, drop_last: bool = False) -> DataLoader:
-    """A DataLoader for in-memory datasets that index whole batches at once (``ds[list_of_indices]``,
-    as ``ImageDataset``, ``PointDataset`` and precomputed ``PairDataset`` do): no per-item Python
-    overhead. Other datasets get the ordinary per-item loader. Shuffling is fixed by ``seed``."""
-    from .data import loader
-
-    if not _indexable_by_list(dataset):
-        return loader(dataset, batch_size, shuffle=shuffle, seed=seed, drop_last=drop_last)
-    g = torch.Generator().manual_seed(seed)
-    base = torch.utils.data.RandomSampler(dataset, generator=g) if shuffle else torch.utils.data.SequentialSampler(dataset)
-    return DataLoader(dataset, batch_size=None, sampler=_SeededBatchSampler(base, batch_size, drop_last), generator=g)
-
-
-def _build(name: str, required: dict[str, Any], optional: dict[str, Any]) -> nn.Module:
-    """Create a registered net with ``required`` kwargs plus those ``optional`` ones its constructor accepts."""
-    fn = _nets._NETS[name]
-    try:
-        params = inspect.signature(fn).parameters
-        takes_all = any(p.kind == p.VAR_KEYWORD for p in params.values())
-        extra = {k: v for k, v in optional.items() if takes_all or k in params}
-    except (TypeError, ValueError):
-        extra = {}
-    return _nets.create_net(name, **required, **extra)
 
 
 class _Generative(MinMaxGame):
@@ -382,6 +330,11 @@ class GAN(_Generative):
         return self._sample(n, None, seed, batch_size)
 
     @classmethod
+    def from_dataset(cls, dataset: Dataset, config: GANConfig | None = None) -> "GAN":
+        """A GAN shaped for ``dataset``'s samples (item 0 of ``(sample, label)`` items)."""
+        return cls(config, tuple(_first_sample(dataset).shape))
+
+    @classmethod
     def load(cls, directory: str | Path, device: str | None = None) -> "GAN":
         return cls._load(directory, device)
 
@@ -417,6 +370,14 @@ class ConditionalGAN(_Generative):
         if int(y.min()) < 0 or int(y.max()) >= int(self.num_classes):
             raise ValueError(f"labels must be in [0, {self.num_classes}), got [{int(y.min())}, {int(y.max())}].")
         return self._sample(n, y.cpu(), seed, batch_size)
+
+    @classmethod
+    def from_dataset(cls, dataset: Dataset, config: ConditionalGANConfig | None = None) -> "ConditionalGAN":
+        """A ConditionalGAN shaped for ``dataset`` (sample shape from item 0, classes from ``num_classes``)."""
+        n = getattr(dataset, "num_classes", None)
+        if n is None:
+            raise ValueError("the dataset has no num_classes attribute; build ConditionalGAN(config, data_shape, num_classes).")
+        return cls(config, tuple(_first_sample(dataset).shape), int(n))
 
     @classmethod
     def load(cls, directory: str | Path, device: str | None = None) -> "ConditionalGAN":

@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader, Dataset
 from . import losses, modelio
 from . import nets as _nets
 from .engine import MinMaxGame, MinMaxTrainer, Player, TrainConfig
-from .gan import _build, _check_nonneg, _check_pos_int, batch_loader
+from .gan_utils import _build, _check_nonneg, _check_pos_int, batch_loader
 from .history import History
 from .nets.common import NORMS, apply_spectral_norm, fork_seed, has_spectral_norm
 
@@ -232,6 +232,14 @@ class Pix2Pix(MinMaxGame):
             nets["G_ema"] = self.g_ema
         return modelio.save_model(directory, self.kind, self.config, nets,
                                   {"in_channels": self.in_channels, "out_channels": self.out_channels})
+
+    @classmethod
+    def from_pairs(cls, pairs: Dataset, config: Pix2PixConfig | None = None) -> "Pix2Pix":
+        """A Pix2Pix whose channels fit ``pairs`` (item 0 is ``(x, y)``), e.g. ``advgan.pairs.build("edges", ds)``."""
+        item = pairs[0]
+        if not isinstance(item, (tuple, list)) or len(item) < 2 or not all(isinstance(t, torch.Tensor) and t.dim() == 3 for t in item[:2]):
+            raise ValueError("from_pairs needs (x, y) image pairs; wrap an image dataset with advgan.pairs.build(task, dataset).")
+        return cls(config, int(item[0].shape[0]), int(item[1].shape[0]))
 
     @classmethod
     def load(cls, directory: str | Path, device: str | None = None) -> "Pix2Pix":

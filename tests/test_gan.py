@@ -145,3 +145,9 @@ def test_cli_gan_ring8_writes_samples_losses_metrics(tmp_path):
     for f in ("samples.png", "losses.png", "model/weights.safetensors", "train/checkpoint.safetensors"):
         assert (out / f).is_file(), f
     assert cli_main(["gan", "--dataset", "ring8", "--loss", "bogus", "--out", str(tmp_path / "x")]) == 2
+
+
+def test_from_dataset_infers_shapes(ring, mnist_small):
+    assert GAN.from_dataset(ring[0], GANConfig(**TOY)).data_shape == (2,)
+    m = ConditionalGAN.from_dataset(mnist_small[0], ConditionalGANConfig(g_width=8, d_width=8, device="cpu"))
+    assert (m.data_shape, m.num_classes) == ((1, 28, 28), 10)

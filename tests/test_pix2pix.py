@@ -127,3 +127,12 @@ def test_cli_pix2pix_writes_outputs(tmp_path):
     m = json.loads((out / "metrics.json").read_text())
     assert m["mode"] == "l1" and 0 <= m["test_l1"] <= 1 and m["frechet_distance"] >= 0
     assert (out / "samples.png").is_file() and (out / "losses.png").is_file() and (out / "model" / "config.json").is_file()
+
+
+def test_from_pairs_infers_channels():
+    rgb = torch.utils.data.TensorDataset(torch.rand(4, 3, 16, 16), torch.zeros(4, dtype=torch.long))
+    p = pairs.build("colorize", rgb)
+    m = Pix2Pix.from_pairs(p, Pix2PixConfig(**SMALL))
+    assert (m.in_channels, m.out_channels) == (1, 3)
+    with pytest.raises(ValueError, match="pairs"):
+        Pix2Pix.from_pairs(rgb)
