@@ -7,11 +7,12 @@ everything here is a no-op, so single-process code paths are unchanged.
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import BatchSampler, DataLoader, DistributedSampler, IterableDataset, SequentialSampler
 
 
 @dataclass(frozen=True)
@@ -64,17 +65,46 @@ def local_device(device: torch.device) -> torch.device:
     return device
 
 
+class DistributedBatchSampler(BatchSampler):
+    """A BatchSampler over a :class:`DistributedSampler` that forwards ``set_epoch`` (for loaders that
+    index whole batches at once: ``DataLoader(ds, batch_size=None, sampler=BatchSampler(...))``)."""
+
+    def set_epoch(self, epoch: int) -> None:
+        self.sampler.set_epoch(epoch)  # type: ignore[union-attr]
+
+
+def _is_sharded(sampler: object) -> bool:
+    return isinstance(sampler, (DistributedSampler, DistributedBatchSampler))
+
+
 def shard_loader(loader: DataLoader, *, shuffle: bool | None = None, seed: int = 0, drop_last: bool = False) -> DataLoader:
-    """Rebuild ``loader`` with a DistributedSampler (same batch size, collate, workers)."""
+    """Rebuild ``loader`` so that each rank reads a disjoint shard (a :class:`DistributedSampler`).
+
+    Keeps the batch size, collate function, workers, pinned memory and the loader's generator. Loaders
+    that index whole batches (``batch_size=None`` with a ``BatchSampler`` as sampler) are sharded batch
+    by batch. Outside a process group, or for an already sharded loader, ``loader`` is returned as is.
+    An iterable-style dataset cannot be sharded here: every rank then reads all of it (a warning says so).
+    """
     info = current()
-    if not info.active or isinstance(loader.sampler, DistributedSampler):
+    if not info.active or _is_sharded(loader.sampler) or _is_sharded(getattr(loader, "batch_sampler", None)):
         return loader
+    if isinstance(loader.dataset, IterableDataset):
+        warnings.warn("shard_loader: an IterableDataset cannot be sharded by a DistributedSampler; every rank reads "
+                      "all of it. Shard it yourself (e.g. by torch.distributed.get_rank()).", RuntimeWarning, stacklevel=2)
+        return loader
+    batched = loader.batch_size is None and isinstance(loader.sampler, BatchSampler)
+    inner = loader.sampler.sampler if batched else loader.sampler  # type: ignore[union-attr]
     if shuffle is None:
-        shuffle = not isinstance(loader.sampler, torch.utils.data.SequentialSampler)
+        shuffle = not isinstance(inner, SequentialSampler)
     sampler = DistributedSampler(loader.dataset, num_replicas=info.world_size, rank=info.rank, shuffle=shuffle,
                                  seed=seed, drop_last=drop_last)
-    return DataLoader(loader.dataset, batch_size=loader.batch_size, sampler=sampler, num_workers=loader.num_workers,
-                      collate_fn=loader.collate_fn, pin_memory=loader.pin_memory, drop_last=loader.drop_last)
+    common = dict(num_workers=loader.num_workers, collate_fn=loader.collate_fn, pin_memory=loader.pin_memory,
+                  generator=loader.generator, worker_init_fn=loader.worker_init_fn)
+    if batched:
+        bs = loader.sampler  # type: ignore[assignment]
+        return DataLoader(loader.dataset, batch_size=None, sampler=DistributedBatchSampler(sampler, bs.batch_size, bs.drop_last),
+                          **common)
+    return DataLoader(loader.dataset, batch_size=loader.batch_size, sampler=sampler, drop_last=loader.drop_last, **common)
 
 
 def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:

@@ -39,7 +39,8 @@ from .history import History
 CHECKPOINT = "checkpoint.safetensors"
 HISTORY = "history.json"
 SCHEDULES = ("constant", "linear", "cosine")
-_RUN_FIELDS = ("progress", "device", "checkpoint_every", "sample_every", "log_every")  # may differ on resume
+_RUN_FIELDS = ("progress", "device", "checkpoint_every", "sample_every", "log_every",  # may differ on resume
+               "channels_last", "compile", "ddp_find_unused")
 
 
 class DivergenceError(RuntimeError):
@@ -66,6 +67,9 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     progress: bool = True
+    channels_last: bool = False        #: nets and 4-D image batches in channels-last memory format (GPU speed-up)
+    compile: bool | str = False        #: torch.compile the trainable nets (True: inductor, or a backend name)
+    ddp_find_unused: bool = False      #: DDP find_unused_parameters (a net with parameters its loss does not use)
 
     def __post_init__(self) -> None:
         for name in ("lr_g", "lr_d"):
@@ -86,6 +90,8 @@ class TrainConfig:
             raise ValueError(f"grad_clip must be positive or None, got {self.grad_clip}.")
         if self.ema_decay is not None and not (0 < self.ema_decay < 1):
             raise ValueError(f"ema_decay must be in (0, 1) or None, got {self.ema_decay}.")
+        if not isinstance(self.compile, (bool, str)) or self.compile == "":
+            raise TypeError(f"compile must be True/False or a torch.compile backend name, got {self.compile!r}.")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -184,6 +190,9 @@ class MinMaxTrainer:
         self.raw_nets: dict[str, nn.Module] = dict(game.nets)
         for net in list(self.raw_nets.values()) + list(game.frozen_modules()):
             net.to(self.device)
+        if config.channels_last:
+            for net in self.raw_nets.values():
+                net.to(memory_format=torch.channels_last)
         self.optimizers = {
             p.name: make_optimizer(p, self.raw_nets[p.name].parameters())
             for p in self.players
@@ -202,6 +211,7 @@ class MinMaxTrainer:
         self._loader_resume: dict[str, torch.Tensor] = {}      # reshuffles exactly as the uninterrupted run
         self._pending: list[tuple[int, int, dict[str, torch.Tensor]]] = []
         self._resumed_world: int | None = None
+        self._synced_step: tuple[int, int] | None = None
 
     # ------------------------------------------------------------------ public
     @property
@@ -255,14 +265,37 @@ class MinMaxTrainer:
         self.schedulers = {n: torch.optim.lr_scheduler.LambdaLR(o, factor) for n, o in self.optimizers.items()}
 
     def _wrap_ddp(self) -> None:
-        if not self.dist.active:
-            return
-        from torch.nn.parallel import DistributedDataParallel as DDP
+        """DDP-wrap each player's net (and/or torch.compile it); frozen modules are never wrapped.
 
-        ids = [self.device.index] if self.device.type == "cuda" else None
-        for name, net in self.raw_nets.items():
-            if any(p.requires_grad for p in net.parameters()):
-                self._ddp[name] = DDP(net, device_ids=ids, broadcast_buffers=False)
+        Buffers are not broadcast on every forward (a GAN calls D several times per step, and the frozen
+        players run the raw module); :meth:`_sync_buffers` averages them at epoch ends and checkpoints."""
+        trainable = [p.name for p in self.players]
+        if self.dist.active:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            for name in trainable:
+                net = self.raw_nets[name]
+                was = [q.requires_grad for q in net.parameters()]
+                net.requires_grad_(True)  # DDP registers hooks only for parameters that require grad now
+                self._ddp[name] = DDP(net, device_ids=ids, broadcast_buffers=False,
+                                      find_unused_parameters=self.config.ddp_find_unused)
+                for q, r in zip(net.parameters(), was):
+                    q.requires_grad_(r)
+        if self.config.compile:
+            backend = "inductor" if self.config.compile is True else self.config.compile
+            for name in trainable:
+                self._ddp[name] = torch.compile(self._ddp.get(name, self.raw_nets[name]), backend=backend)
+
+    def _sync_buffers(self) -> None:
+        """Average floating buffers (BatchNorm running stats) of the nets and EMA copies across ranks."""
+        if not self.dist.active or self._synced_step == (self.state.epoch, self.state.step):
+            return
+        self._synced_step = (self.state.epoch, self.state.step)
+        for net in list(self.raw_nets.values()) + list(self.ema.values()):
+            for b in net.buffers():
+                if b.is_floating_point():
+                    D.all_reduce_sum(b.data).div_(self.dist.world_size)
 
     def _unwrap_ddp(self) -> None:
         self.game.nets.update(self.raw_nets)
@@ -350,6 +383,7 @@ class MinMaxTrainer:
         self._flush_logs()
         st.epoch += 1
         st.batch_in_epoch = 0
+        self._sync_buffers()
         metrics = self.game.on_epoch_end(self) or {}
         self.history.epochs.append({"epoch": st.epoch, "step": st.step, "seconds": time.perf_counter() - t0, **metrics})
         if not cfg.sample_every:
@@ -360,7 +394,11 @@ class MinMaxTrainer:
         if isinstance(batch, torch.Tensor):
             batch = (batch,)
         nb = self.device.type == "cuda"
-        return tuple(b.to(self.device, non_blocking=nb) if isinstance(b, torch.Tensor) else b for b in batch)
+        out = tuple(b.to(self.device, non_blocking=nb) if isinstance(b, torch.Tensor) else b for b in batch)
+        if self.config.channels_last:
+            out = tuple(b.contiguous(memory_format=torch.channels_last) if isinstance(b, torch.Tensor) and b.dim() == 4
+                        and b.is_floating_point() else b for b in out)
+        return out
 
     def _player_step(self, p: Player, batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, dict]:
         self._activate(p.name)
@@ -441,6 +479,7 @@ class MinMaxTrainer:
         self._flush_logs()
         if self.out_dir is None:
             return None
+        self._sync_buffers()
         for name, net in self.raw_nets.items():
             bad = [n for n, t in net.state_dict().items() if t.is_floating_point() and not torch.isfinite(t).all()]
             if bad:

@@ -8,7 +8,6 @@ throughout and left bit-identical, on its device, in its memory format and train
 from __future__ import annotations
 
 import contextlib
-import itertools
 import time
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -20,6 +19,7 @@ from .checks import check_eps, check_images, check_labels, looks_like_probabilit
 from .classifier import data_chans_of, num_classes_of
 from .report import AttackResult, Report
 from .sanity import pgd_fgsm_pairs, post_checks, run_foolbox_crosscheck, zero_grad_fraction
+from .sharding import rank_batches, rank_device, reduce_results, share_first_batch, world
 
 
 class _Timer:
@@ -119,6 +119,11 @@ def evaluate(
         grid_images: images of the first batch kept for ``report.save``'s grid (0: none).
         crosscheck_foolbox: also run foolbox's LinfPGD (same settings as our first L-inf PGD) on the
             first batch and compare success rates (untargeted runs only).
+
+    Under an initialised ``torch.distributed`` process group (e.g. ``torchrun``) each rank evaluates
+    every world-size-th batch and the counts are reduced: every rank returns the report a single
+    process gives on the same (unshuffled) loader; images/s use the slowest rank's time.
+    Targets and the global RNG are seeded per batch (``seed`` and the batch index).
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module (e.g. attacks.Classifier), got {type(model).__name__}.")
@@ -140,6 +145,7 @@ def evaluate(
         raise ValueError("targeted evaluation needs the number of classes: wrap the model in attacks.Classifier.")
     orig_device = next((p.device for p in model.parameters()), None)
     dev = resolve_device(device) if device is not None else (orig_device or torch.device("cpu"))
+    dev = rank_device(dev)
     moved = orig_device is not None and orig_device != dev
     cl = channels_last and any(p.dim() == 4 for p in model.parameters())
     amp_dtype = torch.float16 if dev.type == "cuda" else torch.bfloat16
@@ -172,7 +178,8 @@ def _run(model, loader, variants, *, dev, amp, amp_dtype, channels_last, max_bat
     autocast = (lambda: torch.autocast(device_type=dev.type, dtype=amp_dtype)) if amp else contextlib.nullcontext
     keys = [(name, e) for name, vs in variants.items() for e in vs]
     counts = torch.zeros(len(keys), 3, dtype=torch.long, device=dev)  # fooled, robust, target hits
-    norms = torch.zeros(len(keys), 4, device=dev)  # sum linf, max linf, sum l2, max l2
+    norms = torch.zeros(len(keys), 4, device=dev,  # sum linf, max linf, sum l2, max l2 (float64: order-free sums)
+                        dtype=torch.float32 if dev.type == "mps" else torch.float64)
     timers = {k: _Timer(dev) for k in keys}
     pairs = pgd_fgsm_pairs(variants) if sanity_checks else []
     pair_counts = torch.zeros(max(len(pairs), 1), dtype=torch.long, device=dev)
@@ -185,11 +192,13 @@ def _run(model, loader, variants, *, dev, amp, amp_dtype, channels_last, max_bat
     deferred_names: dict[str, str] = {}
     total = min(n_batches, max_batches) if n_batches is not None and max_batches else (n_batches or max_batches)
     t_start = time.perf_counter()
-    batches_iter = itertools.islice(loader, max_batches) if max_batches is not None else loader
-    for i, batch in enumerate(tqdm(batches_iter, total=total, desc="evaluate", disable=not progress, leave=False)):
+    batches_iter, mine = rank_batches(loader, max_batches)  # (global index, batch); this rank's share
+    for i, batch in tqdm(batches_iter, total=mine or total, desc="evaluate", disable=not progress or world()[0] != 0, leave=False):
         x, y = _unpack(batch, i)
         check_images(x, name=f"images of batch {i}", channels=chans)
         check_labels(y, x.shape[0], num_classes, name=f"labels of batch {i}")
+        torch.manual_seed(seed * 100_003 + i)  # per-batch seeds: the same on any number of ranks
+        tgen.manual_seed(seed * 100_003 + i)
         t = random_targets(y.cpu(), num_classes, tgen) if targeted else None
         x = x.to(dev, non_blocking=True)
         y = y.to(dev, non_blocking=True)
@@ -241,9 +250,17 @@ def _run(model, loader, variants, *, dev, amp, amp_dtype, channels_last, max_bat
                 (deferred if isinstance(v, torch.Tensor) else deferred_names)[k] = v
         n += x.shape[0]
         batches += 1
+    wall = time.perf_counter() - t_start
+    seconds = [timers[k].total() for k in keys]
+    counts, norms, n_correct, finite, seconds, n, batches, wall = reduce_results(
+        counts, norms, n_correct, finite, pair_counts, seconds, n, batches, wall)
     if n == 0:
         raise ValueError("the loader yielded no batches; evaluate needs at least one (images, labels) batch.")
-    wall = time.perf_counter() - t_start
+    if world()[1] > 1:  # batch 0's sanity checks and grids, from rank 0
+        first = share_first_batch({"sanity": sanity, "deferred": {k: v.cpu() for k, v in deferred.items()},
+                                   "names": deferred_names, "shape": sample_shape, "grids": _grids_cpu(grids)})
+        sanity, deferred_names, sample_shape, grids = first["sanity"], first["names"], first["shape"], first["grids"]
+        deferred = {k: v.to(dev) for k, v in first["deferred"].items()}
 
     # ---- the one host read of everything accumulated on the device
     dnames = sorted(deferred)
@@ -265,16 +282,21 @@ def _run(model, loader, variants, *, dev, amp, amp_dtype, channels_last, max_bat
         results[name][e] = AttackResult(
             name=name, eps=e, norm=atk.norm, n=n, n_correct=n_ok, n_fooled=int(c[3 * j]), n_robust=int(c[3 * j + 1]),
             n_target_hits=int(c[3 * j + 2]) if targeted else None, mean_linf=m[4 * j] / n, max_linf=m[4 * j + 1],
-            mean_l2=m[4 * j + 2] / n, max_l2=m[4 * j + 3], seconds=timers[(name, e)].total(), attack=desc)
+            mean_l2=m[4 * j + 2] / n, max_l2=m[4 * j + 3], seconds=seconds[j], attack=desc)
     own = {name: float(next(iter(vs))) for name, vs in variants.items()}
     flags: list[str] = [] if all_finite else ["the model produced NaN/Inf logits on clean inputs."]
     if sanity_checks:
         flags += post_checks(results, variants, sanity, pairs, pc, n_ok, sample_shape)
     meta = {"device": str(dev), "amp": amp, "channels_last": channels_last, "targeted": targeted, "seed": seed,
             "batches": batches, "wall_seconds": wall, "model": type(model).__name__,
-            "arch": getattr(model, "arch", None)}
-    if grids:
-        grids = {"clean": grids["clean"].cpu(), "preds_clean": grids["preds_clean"].cpu(),
-                 "adv": {k: v.cpu() for k, v in grids["adv"].items()},
-                 "preds_adv": {k: v.cpu() for k, v in grids["preds_adv"].items()}}
+            "arch": getattr(model, "arch", None), "world_size": world()[1]}
+    grids = _grids_cpu(grids)
     return Report(n=n, n_correct=n_ok, results=results, own_eps=own, flags=flags, sanity=sanity, meta=meta, grids=grids)
+
+
+def _grids_cpu(grids: dict[str, Any]) -> dict[str, Any]:
+    if not grids:
+        return grids
+    return {"clean": grids["clean"].cpu(), "preds_clean": grids["preds_clean"].cpu(),
+            "adv": {k: v.cpu() for k, v in grids["adv"].items()},
+            "preds_adv": {k: v.cpu() for k, v in grids["preds_adv"].items()}}
