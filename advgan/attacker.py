@@ -64,7 +64,7 @@ class AdvGANConfig(TrainConfig):
     width: int = 8                     #: first-layer channels of G and D (paper: 8)
     lr_g: float = 1e-3
     lr_d: float = 1e-3
-    batch_size: int = 64
+    batch_size: int = 32
 
     def __post_init__(self) -> None:
         super().__post_init__()
