@@ -9,3 +9,6 @@ from .pix2pix import Pix2Pix, Pix2PixConfig  # noqa: E402
 
 __all__ += ["GAN", "GANConfig", "ConditionalGAN", "ConditionalGANConfig", "Pix2Pix", "Pix2PixConfig",
             "nets", "pairs", "metrics", "losses"]
+from .attacker import AdvGAN, AdvGANConfig  # noqa: E402  (the AdvGAN attacker)
+
+__all__ += ["AdvGAN", "AdvGANConfig"]

@@ -56,5 +56,6 @@ from . import dcgan  # noqa: E402,F401
 from . import conditional  # noqa: E402,F401
 from . import unet  # noqa: E402,F401
 from . import patchgan  # noqa: E402,F401
+from . import encdec  # noqa: E402,F401  (AdvGAN generator + discriminator)
 
 __all__ = ["register_net", "create_net", "available_nets", "check_net_name"]
