@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
            "generated_class_accuracy": float(pred.eq(labels).float().mean()), "per_class_accuracy": per_class,
            "classifier_test_accuracy": float(real_acc),
            "frechet_distance": metrics.classifier_frechet_distance(clf, fake, test.images),
-           "frechet_distance_real_train_vs_test": metrics.classifier_frechet_distance(clf, train.images[: len(test)], test.images)}
+           "frechet_distance_real_train_vs_test": metrics.classifier_frechet_distance(clf, train.subset(len(test), seed=args.seed).images, test.images)}
     write_outputs(out, res, hist)
     print_metrics(f"ConditionalGAN ({cfg.loss}) on {args.dataset}", res, out)
     return 0

@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
         clf = eval_classifier(args, train, test)
         fake = model.sample(len(test), seed=args.seed + 1)
         res["frechet_distance"] = metrics.classifier_frechet_distance(clf, fake, test.images)
-        res["frechet_distance_real_train_vs_test"] = metrics.classifier_frechet_distance(clf, train.images[: len(test)], test.images)
+        res["frechet_distance_real_train_vs_test"] = metrics.classifier_frechet_distance(clf, train.subset(len(test), seed=args.seed).images, test.images)
     write_outputs(out, res, hist)
     print_metrics(f"GAN ({cfg.loss}) on {args.dataset}", res, out)
     return 0
