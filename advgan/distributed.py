@@ -119,6 +119,35 @@ def all_reduce_max(t: torch.Tensor) -> torch.Tensor:
     return t
 
 
+def no_forward_buffer_sync() -> dict[str, bool]:
+    """DDP keyword that stops the buffer broadcast on every forward (buffers are still synced at init):
+    ``forward_sync_buffers=False`` where this torch has it, else ``broadcast_buffers=False``."""
+    import inspect
+
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    params = inspect.signature(DDP.__init__).parameters
+    return {"forward_sync_buffers": False} if "forward_sync_buffers" in params else {"broadcast_buffers": False}
+
+
+def setup_cli(device: str | None) -> DistInfo:
+    """For a command run under torchrun: start the process group (on this rank's device) and keep
+    stdout for rank 0 only. A no-op in a single process."""
+    if env_world_size() <= 1:
+        return current()
+    from attacks.checks import resolve_device
+
+    dev = resolve_device(device or "auto")
+    if dev.type == "cuda" and dev.index is None:
+        dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    info = init_from_env(dev)
+    if not info.is_main:
+        import sys
+
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the process
+    return info
+
+
 def barrier() -> None:
     if current().active:
         dist.barrier()

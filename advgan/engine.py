@@ -278,8 +278,8 @@ class MinMaxTrainer:
                 net = self.raw_nets[name]
                 was = [q.requires_grad for q in net.parameters()]
                 net.requires_grad_(True)  # DDP registers hooks only for parameters that require grad now
-                self._ddp[name] = DDP(net, device_ids=ids, broadcast_buffers=False,
-                                      find_unused_parameters=self.config.ddp_find_unused)
+                self._ddp[name] = DDP(net, device_ids=ids, find_unused_parameters=self.config.ddp_find_unused,
+                                      **D.no_forward_buffer_sync())
                 for q, r in zip(net.parameters(), was):
                     q.requires_grad_(r)
         if self.config.compile:

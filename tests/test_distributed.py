@@ -230,3 +230,24 @@ def test_shard_loader_is_identity_without_group():
     assert D.current() == D.DistInfo()
     t = torch.ones(3)
     assert D.all_reduce_sum(t) is t and torch.equal(t, torch.ones(3))
+
+
+def test_channels_last_and_compile_options_train_on_cpu():
+    """The GPU fast-path options run (single process, CPU): channels_last nets and batches, and
+    torch.compile of the trained net (``aot_eager`` here: no C++ toolchain needed; True means inductor)."""
+    from advgan.training import train_classifier
+
+    train, _ = _subsets()
+    small = DataLoader(TensorDataset(train.images[:64], train.labels[:64]), batch_size=32, shuffle=False)
+    ref, _ = train_classifier(_clf(), small, epochs=1, progress=False, device="cpu")
+    cl, _ = train_classifier(_clf(), small, epochs=1, progress=False, device="cpu", channels_last=True)
+    comp, h = train_classifier(_clf(), small, epochs=1, progress=False, device="cpu", compile="aot_eager")
+    assert len(h.steps) == 2
+    for k, v in ref.state_dict().items():
+        torch.testing.assert_close(cl.state_dict()[k], v, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(comp.state_dict()[k], v, rtol=1e-4, atol=1e-5)
+    assert type(comp.module).__name__ != "OptimizedModule"  # the returned classifier is the plain module
+    with pytest.raises(TypeError, match="compile"):
+        from advgan.training import ClassifierConfig
+
+        ClassifierConfig(compile=3)

@@ -50,6 +50,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     from attacks.checkpoint import CheckpointError
 
+    from advgan import distributed
+
+    distributed.setup_cli(getattr(args, "device", None))  # under torchrun: process group, stdout on rank 0
     try:
         return int(args._run(args) or 0)
     except (ValueError, TypeError, CheckpointError) as e:
