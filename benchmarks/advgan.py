@@ -14,16 +14,20 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
-import torch
+# this script is named like the package: keep its own folder off the import path
+sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent.resolve()]
 
-from advgan import data
-from advgan.attacker import AdvGAN, AdvGANConfig
-from advgan.blackbox import BlackBox, BlackBoxAdvGAN
-from advgan.training import train_classifier
-from attacks import Classifier
+import torch  # noqa: E402
+
+from advgan import data  # noqa: E402
+from advgan.attacker import AdvGAN, AdvGANConfig  # noqa: E402
+from advgan.blackbox import BlackBox, BlackBoxAdvGAN  # noqa: E402
+from advgan.training import train_classifier  # noqa: E402
+from attacks import Classifier  # noqa: E402
 
 OUT = Path(__file__).parent / "results" / "advgan.json"
 RESULTS: dict = {}
