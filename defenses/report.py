@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from torch import nn
 
@@ -92,7 +92,7 @@ def retrain_attacker(model: nn.Module, train_loader: Any, *, eps: float, norm: s
 
 
 def before_after(models: Mapping[str, nn.Module], test_loader: Any, *, eps: float, norm: str = "linf",
-                 original_attacker: Any = None, retrain: bool = False, train_loader: Any = None,
+                 original_attacker: Any = None, retrain: bool | Sequence[str] = False, train_loader: Any = None,
                  attacker_config: Any = None, attacker_epochs: int = 2, pgd_steps: int = 40,
                  histories: Mapping[str, Any] | None = None, clean_epoch_seconds: float | None = None,
                  max_batches: int | None = None, seed: int = 0, progress: bool = False,
@@ -102,6 +102,7 @@ def before_after(models: Mapping[str, nn.Module], test_loader: Any, *, eps: floa
     ``histories[name]``: the fine-tuning history of a model (for seconds per epoch);
     ``clean_epoch_seconds``: seconds of one clean-training epoch on the same data (for the cost ratio).
     ``out_dir``: retrained attackers are saved under ``out_dir/attackers/<name>`` (and resumed from there).
+    ``retrain``: True for every model, or a list of model names (AdvGAN training is the costly part).
     """
     if not isinstance(models, Mapping) or not models:
         raise TypeError("models must be a non-empty dict {name: Classifier}, e.g. {'before': clf, 'after': robust}.")
@@ -116,7 +117,8 @@ def before_after(models: Mapping[str, nn.Module], test_loader: Any, *, eps: floa
                               "clean_epoch_seconds": clean_epoch_seconds})
     for name, model in models.items():
         atks = dict(attacks)
-        if retrain:
+        retrain_this = bool(retrain) and (retrain is True or name in retrain)
+        if retrain_this:
             adir = Path(out_dir) / "attackers" / name.replace("/", "_") if out_dir is not None else None
             atks["advgan_retrained"] = retrain_attacker(model, train_loader, eps=eps, norm=norm, epochs=attacker_epochs,
                                                         attacker_config=attacker_config, out_dir=adir)
@@ -129,7 +131,7 @@ def before_after(models: Mapping[str, nn.Module], test_loader: Any, *, eps: floa
         if "advgan" in atks:
             row["robust_acc_advgan"] = r["advgan"].robust_accuracy
             row["asr_advgan"] = r["advgan"].attack_success_rate
-        if retrain:
+        if retrain_this:
             row["robust_acc_advgan_retrained"] = r["advgan_retrained"].robust_accuracy
             row["asr_advgan_retrained"] = r["advgan_retrained"].attack_success_rate
         sec = epoch_seconds(histories[name]) if histories and name in histories else None
