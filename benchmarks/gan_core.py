@@ -109,7 +109,8 @@ def _sharpness(x: torch.Tensor) -> float:
 def pix2pix(args, out: Path, clf, train, test) -> dict:
     ptrain = pairs.build("edges", train.subset(args.p2p_train, seed=args.seed))
     ptest = pairs.build("edges", test)
-    rows, images = {}, {"edges (input)": ptest.x[:10], "digit (target)": ptest.y[:10]}
+    show = torch.arange(10) * (len(ptest) // 10)          # one of each class (mnist5k's test split is class-ordered)
+    rows, images = {}, {"edges (input)": ptest.x[show], "digit (target)": ptest.y[show]}
     sharp_real = _sharpness(ptest.y)
     for mode in ("l1", "cgan", "l1+cgan"):
         cfg = Pix2PixConfig(mode=mode, depth=3, g_width=32, d_width=32, d_layers=2, batch_size=16, seed=args.seed,
@@ -125,7 +126,7 @@ def pix2pix(args, out: Path, clf, train, test) -> dict:
                       "sharpness_ratio": round(_sharpness(y_hat) / sharp_real, 3),
                       "class_accuracy_on_outputs": round(float(_predict(clf, y_hat).eq(test.labels).float().mean()), 4),
                       "steps": hist.steps[-1]["step"], "seconds": round(secs, 1)}
-        images[mode] = y_hat[:10]
+        images[mode] = y_hat[show]
         r = rows[mode]
         print(f"  pix2pix {mode:<8} L1 {r['test_l1']:.4f}  FD {r['frechet_distance']:.2f}  sharpness {r['sharpness_ratio']:.2f}  "
               f"acc {100 * r['class_accuracy_on_outputs']:.1f} %  ({r['steps']} steps, {secs:.0f} s)", flush=True)

@@ -38,6 +38,8 @@ def task_options(args: argparse.Namespace) -> dict:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    import torch
+
     from advgan import data, metrics, pairs
     from advgan.figures import save_rows
     from advgan.pix2pix import Pix2Pix, Pix2PixConfig
@@ -54,7 +56,8 @@ def run(args: argparse.Namespace) -> int:
     hist = model.fit(ptrain, args.epochs, out_dir=out / "train")
     model.save(out / "model")
     y_hat = model.translate(ptest.x)
-    save_rows({"input": ptest.x[:10], "target": ptest.y[:10], args.mode: y_hat[:10]}, out / "samples.png",
+    show = torch.arange(min(10, len(ptest))) * max(1, len(ptest) // 10)     # spread over the (class-ordered) test split
+    save_rows({"input": ptest.x[show], "target": ptest.y[show], args.mode: y_hat[show]}, out / "samples.png",
               title=f"pix2pix {args.task} ({args.mode})")
     res = {"task": args.task, "dataset": args.dataset, "mode": args.mode, "epochs": args.epochs,
            "test_l1": float((y_hat - ptest.y).abs().mean()), "input_l1": float((ptest.x - ptest.y).abs().mean())
