@@ -31,8 +31,8 @@ D_NORMS = ("auto",) + NORMS
 class GANConfig(TrainConfig):
     """A GAN: engine settings (inherited) + model. ``g_net``/``d_net`` "auto" = MLP for vectors, DCGAN for images.
 
-    ``d_norm`` "auto" = batch norm in a conv D, none in an MLP D and none whenever a gradient penalty
-    is used (the penalty is per sample). ``gp_weight`` (λ of WGAN-GP, typically 10 with
+    ``d_norm`` "auto" = batch norm in a conv D, none in an MLP D and none whenever a gradient penalty or
+    R1 is used (those penalties are per sample). ``gp_weight`` (λ of WGAN-GP, typically 10 with
     ``loss="wasserstein"``, ``d_steps=5``, ``betas=(0.0, 0.9)``) and ``r1_weight`` (γ; adds γ/2·R1) regularise D.
     """
 
