@@ -2,7 +2,7 @@
 
 CPU (gloo): AdvGAN training throughput (global images/s and steps/s per rank) and evaluate() images/s
 with 1 and 2 processes (``torch.multiprocessing.spawn``; threads per process = cores // processes,
-so both use the same cores). GPU (``--device cuda``): evaluate() images/s in fp32 vs AMP and with
+so both use the same cores; plus 1 process x 1 thread as a baseline). GPU (``--device cuda``): evaluate() images/s in fp32 vs AMP and with
 channels_last off/on (timm resnet18, one process), and 1 vs all GPUs (nccl) when there are several.
 
     python benchmarks/scaling.py                     # CPU part
@@ -87,8 +87,10 @@ def _cpu_worker(rank: int, world: int, port: int, threads: int, args, out: str) 
 def cpu_part(args) -> list[dict]:
     cores = os.cpu_count() or 1
     rows = []
-    for world in args.processes:
-        threads = max(1, cores // world)
+    runs = [(w, max(1, cores // w)) for w in args.processes]
+    if args.one_thread_baseline and (1, 1) not in runs:
+        runs.insert(1, (1, 1))  # separates "more processes" from "fewer threads per process"
+    for world, threads in runs:
         with tempfile.TemporaryDirectory() as d:
             out = os.path.join(d, "r.json")
             mp.spawn(_cpu_worker, args=(world, _port(), threads, args, out), nprocs=world, join=True)
@@ -133,6 +135,8 @@ def main(argv=None) -> int:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--gpu-batch-size", type=int, default=500)
     p.add_argument("--pgd-steps", type=int, default=10)
+    p.add_argument("--no-one-thread-baseline", dest="one_thread_baseline", action="store_false",
+                   help="skip the extra 1 process x 1 thread run")
     p.add_argument("--skip-cpu", action="store_true")
     p.add_argument("--note", default="", help="free text stored with the results (e.g. machine load)")
     p.add_argument("--out", default=str(ROOT / "results" / "scaling.json"))
