@@ -60,7 +60,7 @@ class TrainConfig:
     lr_schedule: str = "constant"      #: constant | linear (to 0) | cosine
     amp: bool = False                  #: autocast (bf16 where supported, else fp16 + GradScaler)
     grad_clip: float | None = None     #: max gradient norm per player step
-    ema_decay: float | None = None     #: EMA of generator weights (e.g. 0.999)
+    ema_decay: float | None = None     #: EMA of generator weights (e.g. 0.999), warmed up as min(decay, (1+t)/(10+t))
     checkpoint_every: int = 0          #: generator steps between checkpoints (0: end of each epoch only)
     sample_every: int = 0              #: generator steps between sample grids (0: end of each epoch)
     log_every: int = 10                #: generator steps between host syncs for logging / NaN guard
@@ -425,7 +425,12 @@ class MinMaxTrainer:
 
     @torch.no_grad()
     def _update_ema(self) -> None:
-        decay = self.config.ema_decay
+        # warm-up: early on the average follows G closely, so G's random initial weights do not linger
+        # (with a flat 0.999 they would still weigh 0.999**2000 = 13 % after 2,000 steps)
+        if not self.ema:
+            return
+        t = self.state.step
+        decay = min(self.config.ema_decay, (1.0 + t) / (10.0 + t))
         for name, ema in self.ema.items():
             src = self.raw_nets[name]
             for pe, ps in zip(ema.parameters(), src.parameters()):

@@ -140,3 +140,15 @@ def test_empty_loader_and_bad_epochs():
     empty = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.zeros(0, 1)), batch_size=4)
     with pytest.raises(ValueError, match="empty"):
         tr.fit(empty, epochs=1)
+
+
+def test_ema_warm_up_forgets_random_init():
+    cfg = TrainConfig(progress=False, device="cpu", ema_decay=0.999)
+    game = ToyGame(cfg)
+    init = [p.clone() for p in game.nets["G"].parameters()]
+    trainer = MinMaxTrainer(game, cfg)
+    trainer.fit(_loader(n=640, bs=32), epochs=3)          # 60 steps
+    ema, g = trainer.ema_net("G"), game.nets["G"]
+    # the average sits near the trained weights, not near the random initialisation
+    for pe, pg, p0 in zip(ema.parameters(), g.parameters(), init):
+        assert (pe - pg).norm() < (pe - p0).norm()

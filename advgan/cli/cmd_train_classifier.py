@@ -38,6 +38,10 @@ def run(args: argparse.Namespace) -> int:
     cfg = ClassifierConfig(lr=args.lr, batch_size=args.batch_size, seed=args.seed, device=args.device,
                            amp=args.amp, progress=not args.no_progress)
     clf, hist = train_classifier(clf, train, test, cfg, epochs=args.epochs, out_dir=args.out)
+    from advgan import distributed as D
+
+    if not D.current().is_main:
+        return 0
     acc = hist.epochs[-1].get("test_accuracy")
     print(f"trained {args.model} on {args.dataset}: test accuracy {acc:.4f} after {args.epochs} epochs -> {args.out}")
     hist.plot(f"{args.out}/loss.png", title=f"{args.model} on {args.dataset}")
