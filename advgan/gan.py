@@ -21,7 +21,7 @@ from . import losses, modelio
 from . import nets as _nets
 from .engine import MinMaxGame, MinMaxTrainer, Player, TrainConfig
 from .history import History
-from .gan_utils import _build, _check_nonneg, _check_pos_int, _first_sample, batch_loader  # noqa: F401 (re-export)
+from .gan_utils import EngineFitMixin, _build, _check_nonneg, _check_pos_int, _first_sample, batch_loader  # noqa: F401 (re-export)
 from .nets.common import NORMS, apply_spectral_norm, check_shape, fork_seed, has_spectral_norm
 
 D_NORMS = ("auto",) + NORMS
@@ -77,7 +77,7 @@ class ConditionalGANConfig(GANConfig):
         _check_pos_int(self.embed_dim, "embed_dim")
 
 
-class _Generative(MinMaxGame):
+class _Generative(EngineFitMixin, MinMaxGame):
     """What GAN and ConditionalGAN share: nets, fit, sampling, figures, save/load."""
 
     kind = "gan"
@@ -215,24 +215,9 @@ class _Generative(MinMaxGame):
         """Train until ``epochs`` epochs in total (resuming from ``out_dir``'s checkpoint when there is one)."""
         loader = self._as_loader(data)
         self._check_data(loader)
-        out = Path(out_dir) if out_dir is not None else None
-        if self._trainer is None or self._trainer.out_dir != out:
-            self._trainer = MinMaxTrainer(self, self.config, out)
-            if self.g_ema is not None and "G" in self._trainer.ema:
-                self._trainer.ema["G"].load_state_dict(self.g_ema.state_dict())
-        hist = self._trainer.fit(loader, epochs, resume=resume)
-        self.g_ema = self._trainer.ema.get("G", self.g_ema)
-        return hist
-
-    @property
-    def history(self) -> History:
-        return self._trainer.history if self._trainer is not None else History()
+        return self._fit_engine(loader, epochs, out_dir, resume)
 
     # ------------------------------------------------------------------ sampling
-    def generator(self) -> nn.Module:
-        """The generator used for sampling: the EMA copy when ``ema_decay`` is set, else G."""
-        return self.g_ema if self.g_ema is not None else self.nets["G"]
-
     @torch.no_grad()
     def _sample(self, n: int, labels: torch.Tensor | None, seed: int | None, batch_size: int,
                 G: nn.Module | None = None) -> torch.Tensor:

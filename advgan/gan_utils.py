@@ -71,3 +71,37 @@ def _build(name: str, required: dict[str, Any], optional: dict[str, Any]) -> nn.
     except (TypeError, ValueError):
         extra = {}
     return _nets.create_net(name, **required, **extra)
+
+
+class EngineFitMixin:
+    """Shared by the GAN-family models: keep one trainer per output directory and an EMA generator.
+
+    The model must define ``nets`` (with "G"), ``config`` and the ``MinMaxGame`` methods.
+    """
+
+    g_ema: "nn.Module | None"
+    _trainer: "Any"
+
+    def _fit_engine(self, loader: DataLoader, epochs: int, out_dir: "Any", resume: bool) -> "Any":
+        from pathlib import Path
+
+        from .engine import MinMaxTrainer
+
+        out = Path(out_dir) if out_dir is not None else None
+        if self._trainer is None or self._trainer.out_dir != out:
+            self._trainer = MinMaxTrainer(self, self.config, out)  # type: ignore[attr-defined,arg-type]
+            if self.g_ema is not None and "G" in self._trainer.ema:
+                self._trainer.ema["G"].load_state_dict(self.g_ema.state_dict())
+        hist = self._trainer.fit(loader, epochs, resume=resume)
+        self.g_ema = self._trainer.ema.get("G", self.g_ema)
+        return hist
+
+    @property
+    def history(self) -> "Any":
+        from .history import History
+
+        return self._trainer.history if self._trainer is not None else History()
+
+    def generator(self) -> nn.Module:
+        """The generator used for inference: the EMA copy when ``ema_decay`` is set, else G."""
+        return self.g_ema if self.g_ema is not None else self.nets["G"]  # type: ignore[attr-defined]

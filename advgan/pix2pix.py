@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader, Dataset
 from . import losses, modelio
 from . import nets as _nets
 from .engine import MinMaxGame, MinMaxTrainer, Player, TrainConfig
-from .gan_utils import _build, _check_nonneg, _check_pos_int, batch_loader
+from .gan_utils import EngineFitMixin, _build, _check_nonneg, _check_pos_int, batch_loader
 from .history import History
 from .nets.common import NORMS, apply_spectral_norm, fork_seed, has_spectral_norm
 
@@ -79,7 +79,7 @@ class Pix2PixConfig(TrainConfig):
         return self.mode != "cgan"
 
 
-class Pix2Pix(MinMaxGame):
+class Pix2Pix(EngineFitMixin, MinMaxGame):
     """``Pix2Pix(Pix2PixConfig(), in_channels=1, out_channels=1)``; ``fit`` on (x, y) pairs, ``translate(x)``."""
 
     kind = "pix2pix"
@@ -178,23 +178,9 @@ class Pix2Pix(MinMaxGame):
         n = min(8, len(ds))  # type: ignore[arg-type]
         items = [self._check_pair(ds[i]) for i in range(n)]
         self._fixed = (torch.stack([a for a, _ in items]), torch.stack([b for _, b in items]))
-        out = Path(out_dir) if out_dir is not None else None
-        if self._trainer is None or self._trainer.out_dir != out:
-            self._trainer = MinMaxTrainer(self, self.config, out)
-            if self.g_ema is not None and "G" in self._trainer.ema:
-                self._trainer.ema["G"].load_state_dict(self.g_ema.state_dict())
-        hist = self._trainer.fit(loader, epochs, resume=resume)
-        self.g_ema = self._trainer.ema.get("G", self.g_ema)
-        return hist
-
-    @property
-    def history(self) -> History:
-        return self._trainer.history if self._trainer is not None else History()
+        return self._fit_engine(loader, epochs, out_dir, resume)
 
     # ------------------------------------------------------------------ inference
-    def generator(self) -> nn.Module:
-        return self.g_ema if self.g_ema is not None else self.nets["G"]
-
     @torch.no_grad()
     def translate(self, x: torch.Tensor, batch_size: int = 256, G: nn.Module | None = None) -> torch.Tensor:
         """G(x) for images x (N, C_in, H, W) in [0, 1] -> (N, C_out, H, W) in [0, 1], on the CPU (eval mode)."""
