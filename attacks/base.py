@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from .checks import check_images, check_labels, check_targets
-from .classifier import data_chans_of, num_classes_of
+from .classifier import Classifier, data_chans_of, num_classes_of
 from .threat import ThreatModel
 
 
@@ -103,6 +103,7 @@ class Attack:
         y_in = y.to(device)
         t_in = target.to(device) if target is not None else None
         with frozen_eval(model):
+            _check_logits_shape(model, x_in, num_classes)
             x_adv = self.run(model, x_in, y_in, t_in)
             if self.needs_projection:
                 x_adv = self.threat.project(x_in, x_adv.detach())
@@ -114,6 +115,20 @@ class Attack:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(eps={self.eps:g}, norm={self.norm!r})"
+
+
+def _check_logits_shape(model: nn.Module, x: torch.Tensor, num_classes: int | None) -> None:
+    """One-image forward (no grad, no host sync) of a Classifier: it must return (N, num_classes) logits."""
+    if num_classes is None or not isinstance(model, Classifier):
+        return
+    with torch.no_grad():
+        out = model(x[:1])
+    if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[1] != num_classes:
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ValueError(
+            f"the model returned {shape} for one image but declares num_classes={num_classes}; it must return "
+            f"(N, {num_classes}) logits. Fix num_classes or the model's head."
+        )
 
 
 def _device_of(model: nn.Module, x: torch.Tensor) -> torch.device:
