@@ -528,3 +528,14 @@ def test_cli_impossible_values(argv, msg, capsys, tmp_path, saved):
 
     assert re.search(msg, err), err
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("attack", [lambda: PGD(eps=0.3, steps=2), lambda: FGSM(eps=0.1), lambda: CW(steps=2),
+                                    lambda: RandomNoise(eps=0.3)], ids=["pgd", "fgsm", "cw", "noise"])
+def test_attack_on_a_classifier_with_the_wrong_number_of_classes(attack, batch):
+    x, y = batch
+    torch.manual_seed(0)
+    bad = Classifier(_FiveLogits(), 10)
+    with unchanged(tensors=[x, y], models=[bad]), \
+            pytest.raises(ValueError, match=r"returned \(1, 5\) for one image but declares num_classes=10"):
+        attack()(bad, x, y)
