@@ -40,7 +40,8 @@ CHECKPOINT = "checkpoint.safetensors"
 HISTORY = "history.json"
 SCHEDULES = ("constant", "linear", "cosine")
 _RUN_FIELDS = ("progress", "device", "checkpoint_every", "sample_every", "log_every",  # may differ on resume
-               "channels_last", "compile", "ddp_find_unused")
+               "channels_last", "compile", "ddp_find_unused",
+               "epochs")  # a config's own `epochs` field (fine-tuning): resuming may extend the run
 
 
 class DivergenceError(RuntimeError):

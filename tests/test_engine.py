@@ -152,3 +152,18 @@ def test_ema_warm_up_forgets_random_init():
     # the average sits near the trained weights, not near the random initialisation
     for pe, pg, p0 in zip(ema.parameters(), g.parameters(), init):
         assert (pe - pg).norm() < (pe - p0).norm()
+
+
+def test_resume_may_extend_epochs(tmp_path):
+    from dataclasses import dataclass
+
+    @dataclass(frozen=True)
+    class WithEpochs(TrainConfig):
+        epochs: int = 1
+
+    cfg = WithEpochs(progress=False, device="cpu", epochs=1)
+    MinMaxTrainer(ToyGame(cfg), cfg, tmp_path).fit(_loader(), epochs=1)
+    more = WithEpochs(progress=False, device="cpu", epochs=2)
+    t = MinMaxTrainer(ToyGame(more), more, tmp_path)
+    t.fit(_loader(), epochs=2)
+    assert t.state.epoch == 2 and t.history.steps[-1]["step"] == 16
