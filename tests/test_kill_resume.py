@@ -99,9 +99,9 @@ def test_sigkill_and_resume_is_bit_identical(which, tmp_path, mnist):
     sub = mnist[0].subset(160, seed=0)
     save_tensors(tmp_path / "images.safetensors", {"images": sub.images[:128], "labels": sub.labels[:128]})
     total = STEPS_PER_EPOCH * EPOCHS
-    # a random step after the first checkpoint, not on a checkpoint boundary (so work is lost and redone)
+    # a random step after the first checkpoint, not on a checkpoint (so the work since the last one is lost and redone)
     kill_at = random.Random(hash(which) % 1000 + int(time.time()) // 3600).choice(
-        [s for s in range(CKPT_EVERY + 1, total - 1) if s % CKPT_EVERY])
+        [s for s in range(CKPT_EVERY + 1, total - 1) if s % CKPT_EVERY and s % STEPS_PER_EPOCH])
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(2) as pool:  # the uninterrupted and the killed run side by side (one thread each)
@@ -114,7 +114,8 @@ def test_sigkill_and_resume_is_bit_identical(which, tmp_path, mnist):
     assert not (tmp_path / "killed" / WEIGHTS[which]).exists(), "the killed run must not have finished"
 
     resumed = _run(script, which, tmp_path / "killed")
-    last_ckpt = kill_at - kill_at % CKPT_EVERY
+    # checkpoints: every CKPT_EVERY steps and at each epoch's end; "step k" is printed after step k's checkpoint
+    last_ckpt = max(s for s in range(kill_at + 1) if s % CKPT_EVERY == 0 or s % STEPS_PER_EPOCH == 0)
     assert resumed[0] == last_ckpt, f"resumed at step {resumed[0]}, expected the last checkpoint {last_ckpt}"
     assert resumed[-1] == total - 1
 
