@@ -36,7 +36,10 @@ def main() -> None:
     ap.add_argument("--test-size", type=int, default=500)
     ap.add_argument("--advgan", action="store_true", help="also train an AdvGAN attacker (source for augment, column in the table)")
     ap.add_argument("--out", default=None, help="optional output directory (checkpoints, best model, report)")
+    ap.add_argument("--smoke", action="store_true", help="tiny sizes (the test suite's smoke run)")
     args = ap.parse_args()
+    if args.smoke:
+        args.train_size, args.test_size, args.pgd_steps = 300, 100, 2
     torch.manual_seed(0)
 
     # --- data: MNIST-5k ships with the library (no download); the test split is sorted by label, so shuffle once

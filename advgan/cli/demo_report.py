@@ -1,0 +1,165 @@
+"""The demo's report: report.md (tables + images), report.json (every number), PNGs, terminal table."""
+from __future__ import annotations
+
+import dataclasses
+import platform
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from attacks.checkpoint import atomic_write_text, save_json
+
+
+def _rows(report: Any) -> dict[str, dict[str, float | None]]:
+    out = {}
+    for name in report.attacks:
+        r = report[name]
+        out[name] = {"eps": r.eps, "attack_success_rate": r.attack_success_rate, "robust_accuracy": r.robust_accuracy,
+                     "mean_linf": r.mean_linf, "mean_l2": r.mean_l2, "images_per_second": r.images_per_second}
+    return out
+
+
+def _machine() -> str:
+    dev = f"CUDA {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else f"CPU ({torch.get_num_threads()} threads)"
+    return f"{platform.system()} {platform.machine()}, {dev}, torch {torch.__version__}"
+
+
+def _pct(v: float | None) -> str:
+    return "–" if v is None else f"{100 * v:.1f}%"
+
+
+def _figures(out: Path, cfg: Any, clf: Any, robust: Any, atk: Any, atk2: Any, cgan: Any, before: Any, after: Any, eval_set: Any) -> dict[str, str]:
+    from attacks import PGD
+    from attacks.plots import attack_grid, plot_eps_curves
+    from advgan.history import History
+
+    figs: dict[str, str] = {}
+    x, y = eval_set.images[:8], eval_set.labels[:8]
+    with torch.no_grad():
+        pc = clf(x).argmax(1)
+    adv_g = atk.as_attack()(clf, x, y)
+    adv_p = PGD(cfg.eps, cfg.norm, steps=cfg.pgd_steps, seed=cfg.seed)(clf, x, y)
+    with torch.no_grad():
+        preds = {"AdvGAN": clf(adv_g).argmax(1), f"PGD-{cfg.pgd_steps}": clf(adv_p).argmax(1)}
+    attack_grid(x, {"AdvGAN": adv_g, f"PGD-{cfg.pgd_steps}": adv_p}, pc, preds, out / "grid.png")
+    figs["grid"] = "grid.png"
+
+    curves = {}
+    for tag, rep in (("before", before), ("after", after)):
+        for name in rep.attacks:
+            pts = rep.curve(name)
+            if len(pts) > 1:
+                curves[f"{name} ({tag})"] = [(e, r.robust_accuracy, r.attack_success_rate) for e, r in pts]
+    if curves:
+        plot_eps_curves(curves, out / "eps_curves.png", norm=cfg.norm)
+        figs["eps_curves"] = "eps_curves.png"
+
+    for name, key in (("attacker", "gan_losses"), ("attacker_retrained", "gan_losses_retrained")):
+        h = out / name / "run" / "history.json"
+        if h.is_file():
+            History.load(h).plot(out / f"{key}.png", title=f"AdvGAN training losses ({name})")
+            figs[key] = f"{key}.png"
+    h = out / "cgan" / "run" / "history.json"
+    if h.is_file():
+        History.load(h).plot(out / "cgan_losses.png", title="conditional GAN losses")
+        figs["cgan_losses"] = "cgan_losses.png"
+
+    labels = torch.arange(cgan.num_classes).repeat_interleave(8) if hasattr(cgan, "num_classes") else torch.arange(10).repeat_interleave(8)
+    samples = cgan.sample(labels.numel(), labels=labels, seed=cfg.seed)
+    _sample_grid(samples, labels, out / "cgan_samples.png")
+    figs["cgan_samples"] = "cgan_samples.png"
+    return figs
+
+
+def _sample_grid(samples: torch.Tensor, labels: torch.Tensor, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = int(labels.max()) + 1
+    cols = samples.shape[0] // rows
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 0.8, rows * 0.8), squeeze=False)
+    for i in range(rows * cols):
+        ax = axes[i // cols, i % cols]
+        img = samples[i].detach().cpu().clamp(0, 1)
+        ax.imshow(img[0] if img.shape[0] == 1 else img.permute(1, 2, 0), cmap="gray", vmin=0, vmax=1)
+        ax.set_xticks([]), ax.set_yticks([])
+        if i % cols == 0:
+            ax.set_ylabel(str(int(labels[i])), fontsize=8)
+    fig.suptitle("conditional GAN samples (one row per requested class)", fontsize=9)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    tmp.replace(path)
+
+
+def write_report(out: Path, cfg: Any, *, clf: Any, robust: Any, atk: Any, atk2: Any, cgan: Any, before: Any, after: Any,
+                 eval_set: Any, timings: dict[str, float]) -> dict[str, Any]:
+    figs = _figures(out, cfg, clf, robust, atk, atk2, cgan, before, after, eval_set)
+    summary = {
+        "config": dataclasses.asdict(cfg),
+        "machine": _machine(),
+        "clean_accuracy": {"before": before.clean_accuracy, "after": after.clean_accuracy},
+        "before": _rows(before),
+        "after": _rows(after),
+        "flags": {"before": list(before.flags), "after": list(after.flags)},
+        "timings_seconds": timings,
+        "figures": figs,
+        "reports": {"before": "eval_before/report.json", "after": "eval_after/report.json"},
+    }
+    save_json(out / "report.json", summary)
+    atomic_write_text(out / "report.md", _markdown(summary, cfg))
+    print(terminal_table(summary))
+    return summary
+
+
+def terminal_table(s: dict[str, Any]) -> str:
+    names = list(s["after"])
+    w = max(len(n) for n in names) + 2
+    lines = [f"{'attack (eps=' + str(s['config']['eps']) + ')':<{w + 4}} {'ASR before':>11} {'ASR after':>10} "
+             f"{'robust acc before':>18} {'robust acc after':>17} {'img/s':>9}"]
+    lines.append(f"{'clean accuracy':<{w + 4}} {'':>11} {'':>10} {_pct(s['clean_accuracy']['before']):>18} "
+                 f"{_pct(s['clean_accuracy']['after']):>17}")
+    for n in names:
+        b, a = s["before"].get(n), s["after"][n]
+        lines.append(f"{n:<{w + 4}} {_pct(b and b['attack_success_rate']):>11} {_pct(a['attack_success_rate']):>10} "
+                     f"{_pct(b and b['robust_accuracy']):>18} {_pct(a['robust_accuracy']):>17} {a['images_per_second']:>9.0f}")
+    return "\n".join(lines)
+
+
+def _markdown(s: dict[str, Any], cfg: Any) -> str:
+    c = s["config"]
+    md = [
+        "# advgan demo report", "",
+        f"Dataset **{c['dataset']}**, target **{c['model']}**, threat model **{c['norm']} ε = {c['eps']}**, "
+        f"{c['eval_images']} evaluation images. Machine: {s['machine']}.", "",
+        "Attack success rate (ASR) counts only inputs the model classified correctly; robust accuracy is over all "
+        "inputs, so read it next to the clean accuracy.", "",
+        "## Before and after the defense", "",
+        f"Fine-tuning method: **{c['finetune_method']}** with adversarial examples from the AdvGAN attacker and "
+        f"PGD-{c['train_pgd_steps']} ({int(100 * c['finetune_fraction'])}% of each batch). "
+        "`advgan-retrained` is a new AdvGAN trained against the defended model.", "",
+        "| attack | ASR before | ASR after | robust acc. before | robust acc. after | mean L∞ | images/s |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+        f"| (clean) | | | {_pct(s['clean_accuracy']['before'])} | {_pct(s['clean_accuracy']['after'])} | | |",
+    ]
+    for n, a in s["after"].items():
+        b = s["before"].get(n)
+        md.append(f"| {n} | {_pct(b and b['attack_success_rate'])} | {_pct(a['attack_success_rate'])} | "
+                  f"{_pct(b and b['robust_accuracy'])} | {_pct(a['robust_accuracy'])} | {a['mean_linf']:.3f} | "
+                  f"{a['images_per_second']:.0f} |")
+    flags = s["flags"]["before"] + s["flags"]["after"]
+    md += ["", "## Sanity checks", ""]
+    md += [f"- {f}" for f in flags] if flags else ["- no flags raised (success non-decreasing in ε, PGD ≥ FGSM, logits not probabilities, non-zero input gradients)."]
+    titles = {"grid": "Clean | perturbation | adversarial (undefended model)", "eps_curves": "Robust accuracy and ASR vs ε",
+              "gan_losses": "AdvGAN training losses", "gan_losses_retrained": "AdvGAN retrained against the defended model",
+              "cgan_losses": "Conditional GAN losses", "cgan_samples": "Conditional GAN samples"}
+    for key, fname in s["figures"].items():
+        md += ["", f"## {titles.get(key, key)}", "", f"![{key}]({fname})"]
+    md += ["", "## Time per stage", "", "| stage | seconds |", "|---|---:|"]
+    md += [f"| {k} | {v:.1f} |" for k, v in s["timings_seconds"].items()]
+    md += ["", "Full per-attack reports (with ε sweeps): `eval_before/report.md`, `eval_after/report.md`.", ""]
+    return "\n".join(md)

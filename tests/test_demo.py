@@ -1,0 +1,61 @@
+"""The main job: `advgan demo --quick` end to end on MNIST-5k, then a re-run that skips every stage."""
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+
+from advgan.cli import main
+
+FILES = ["report.md", "report.json", "grid.png", "eps_curves.png", "gan_losses.png", "cgan_samples.png",
+         "eval_before/report.json", "eval_after/report.json", "classifier/model.safetensors",
+         "attacker/weights.safetensors", "attacker_retrained/weights.safetensors", "robust/model.safetensors"]
+
+
+def _digest(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.mark.slow
+def test_demo_quick_end_to_end_and_resume(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--quick", "--out", str(out), "--no-progress", "--device", "cpu"]) == 0
+    for f in FILES:
+        assert (out / f).is_file() and (out / f).stat().st_size > 0, f
+    s = json.loads((out / "report.json").read_text())
+    pgd = next(k for k in s["before"] if k.startswith("pgd-"))
+    for phase in ("before", "after"):
+        assert 0.0 <= s["clean_accuracy"][phase] <= 1.0
+        for name, r in s[phase].items():
+            assert 0.0 <= r["attack_success_rate"] <= 1.0 and 0.0 <= r["robust_accuracy"] <= 1.0, (phase, name)
+            assert r["mean_linf"] <= s["config"]["eps"] + 1e-5, (phase, name)
+    assert s["clean_accuracy"]["before"] > 0.9
+    # an attack beats random noise of the same size, and the defense raises robust accuracy under PGD
+    assert s["before"][pgd]["attack_success_rate"] > s["before"]["noise"]["attack_success_rate"] + 0.5
+    assert s["after"][pgd]["robust_accuracy"] > s["before"][pgd]["robust_accuracy"]
+    assert "advgan-retrained" in s["after"]
+    md = (out / "report.md").read_text()
+    assert "![grid](grid.png)" in md and "| advgan |" in md
+    printed = capsys.readouterr().out
+    assert "clean accuracy" in printed                   # the terminal summary table
+
+    # re-running skips finished stages and leaves their outputs untouched
+    before = {f: _digest(out / f) for f in FILES if f.endswith(".safetensors")}
+    assert main(["demo", "--quick", "--out", str(out), "--no-progress", "--device", "cpu"]) == 0
+    assert "done already" in capsys.readouterr().out
+    assert before == {f: _digest(out / f) for f in before}
+
+
+def test_demo_refuses_other_settings_in_same_out(tmp_path, capsys):
+    out = tmp_path / "demo"
+    out.mkdir()
+    (out / "demo_config.json").write_text(json.dumps({"eps": 0.1}))
+    assert main(["demo", "--quick", "--out", str(out), "--no-progress", "--device", "cpu"]) == 2
+    assert "other settings" in capsys.readouterr().err
+
+
+def test_demo_rejects_bad_eps(tmp_path, capsys):
+    assert main(["demo", "--quick", "--eps", "8", "--out", str(tmp_path / "d")]) == 2
+    assert "8/255" in capsys.readouterr().err
+    assert not (tmp_path / "d").exists()
