@@ -56,12 +56,12 @@ def _figures(out: Path, cfg: Any, clf: Any, robust: Any, atk: Any, atk2: Any, cg
         figs["eps_curves"] = "eps_curves.png"
 
     for name, key in (("attacker", "gan_losses"), ("attacker_retrained", "gan_losses_retrained")):
-        h = out / name / "run" / "history.json"
-        if h.is_file():
+        h = _history_file(out / name / "run")
+        if h is not None:
             History.load(h).plot(out / f"{key}.png", title=f"AdvGAN training losses ({name})")
             figs[key] = f"{key}.png"
-    h = out / "cgan" / "run" / "history.json"
-    if h.is_file():
+    h = _history_file(out / "cgan" / "run")
+    if h is not None:
         History.load(h).plot(out / "cgan_losses.png", title="conditional GAN losses")
         figs["cgan_losses"] = "cgan_losses.png"
 
@@ -70,6 +70,14 @@ def _figures(out: Path, cfg: Any, clf: Any, robust: Any, atk: Any, atk2: Any, cg
     _sample_grid(samples, labels, out / "cgan_samples.png")
     figs["cgan_samples"] = "cgan_samples.png"
     return figs
+
+
+def _history_file(run_dir: Path) -> Path | None:
+    """The engine's history.json of a run (models put their engine state in run/ or run/checkpoint/)."""
+    for h in (run_dir / "history.json", run_dir / "checkpoint" / "history.json"):
+        if h.is_file():
+            return h
+    return None
 
 
 def _sample_grid(samples: torch.Tensor, labels: torch.Tensor, path: Path) -> None:

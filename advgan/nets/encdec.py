@@ -26,14 +26,42 @@ def _pad_to(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, in
     return x, (h, w)
 
 
+class CondInstanceNorm(nn.Module):
+    """Instance norm whose scale and shift depend on the target class (conditional instance norm).
+
+    Constant one-hot label maps concatenated to the input do NOT condition an instance-normalised
+    network: after reflection padding and a conv they are constant per channel, and the norm subtracts
+    them. Here the class picks the affine parameters instead. ``target`` is set by the generator.
+    """
+
+    def __init__(self, ch: int, num_classes: int) -> None:
+        super().__init__()
+        self.norm = nn.InstanceNorm2d(ch, affine=False)
+        self.embed = nn.Embedding(num_classes, 2 * ch)
+        with torch.no_grad():
+            self.embed.weight[:, :ch].fill_(1.0)
+            self.embed.weight[:, ch:].zero_()
+        self.target: torch.Tensor | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.target is None:
+            raise RuntimeError("CondInstanceNorm used outside its generator's forward (no target set).")
+        g, b = self.embed(self.target).chunk(2, dim=1)
+        return self.norm(x) * g[:, :, None, None] + b[:, :, None, None]
+
+
+def _norm(ch: int, num_classes: int) -> nn.Module:
+    return CondInstanceNorm(ch, num_classes) if num_classes else nn.InstanceNorm2d(ch, affine=True)
+
+
 class ResBlock(nn.Module):
     """Two 3x3 convs (reflection padding, instance norm) with an identity skip."""
 
-    def __init__(self, ch: int) -> None:
+    def __init__(self, ch: int, num_classes: int = 0) -> None:
         super().__init__()
         self.body = nn.Sequential(
-            nn.ReflectionPad2d(1), nn.Conv2d(ch, ch, 3), nn.InstanceNorm2d(ch, affine=True), nn.ReLU(inplace=True),
-            nn.ReflectionPad2d(1), nn.Conv2d(ch, ch, 3), nn.InstanceNorm2d(ch, affine=True),
+            nn.ReflectionPad2d(1), nn.Conv2d(ch, ch, 3), _norm(ch, num_classes), nn.ReLU(inplace=True),
+            nn.ReflectionPad2d(1), nn.Conv2d(ch, ch, 3), _norm(ch, num_classes),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -47,7 +75,8 @@ class ResNetGenerator(nn.Module):
         in_chans: image channels; out_chans: perturbation channels (default ``in_chans``).
         width: channels of the first layer (paper: 8); then 2x and 4x after each downsampling.
         n_blocks: residual blocks at the bottleneck (paper: 4).
-        num_classes: > 0 for a target-conditioned generator (one-hot label maps as extra channels).
+        num_classes: > 0 for a target-conditioned generator (conditional instance norm: the target
+            class sets every norm layer's scale and shift).
     """
 
     def __init__(self, in_chans: int = 1, out_chans: int | None = None, *, width: int = 8, n_blocks: int = 4,
@@ -59,19 +88,18 @@ class ResNetGenerator(nn.Module):
         out_chans = in_chans if out_chans is None else out_chans
         self.in_chans, self.out_chans, self.num_classes = in_chans, out_chans, num_classes
         w = width
-        c_in = in_chans + num_classes
+        k = num_classes
 
         def down(a: int, b: int) -> list[nn.Module]:
-            return [nn.Conv2d(a, b, 3, stride=2, padding=1), nn.InstanceNorm2d(b, affine=True), nn.ReLU(inplace=True)]
+            return [nn.Conv2d(a, b, 3, stride=2, padding=1), _norm(b, k), nn.ReLU(inplace=True)]
 
         def up(a: int, b: int) -> list[nn.Module]:
-            return [nn.ConvTranspose2d(a, b, 3, stride=2, padding=1, output_padding=1),
-                    nn.InstanceNorm2d(b, affine=True), nn.ReLU(inplace=True)]
+            return [nn.ConvTranspose2d(a, b, 3, stride=2, padding=1, output_padding=1), _norm(b, k), nn.ReLU(inplace=True)]
 
         self.net = nn.Sequential(
-            nn.ReflectionPad2d(3), nn.Conv2d(c_in, w, 7), nn.InstanceNorm2d(w, affine=True), nn.ReLU(inplace=True),
+            nn.ReflectionPad2d(3), nn.Conv2d(in_chans, w, 7), _norm(w, k), nn.ReLU(inplace=True),
             *down(w, 2 * w), *down(2 * w, 4 * w),
-            *[ResBlock(4 * w) for _ in range(n_blocks)],
+            *[ResBlock(4 * w, k) for _ in range(n_blocks)],
             *up(4 * w, 2 * w), *up(2 * w, w),
             nn.ReflectionPad2d(3), nn.Conv2d(w, out_chans, 7),
         )
@@ -80,9 +108,18 @@ class ResNetGenerator(nn.Module):
         if self.num_classes:
             if target is None:
                 raise ValueError("this generator is target-conditioned: pass target= (class indices).")
-            onehot = F.one_hot(target.long(), self.num_classes).to(x.dtype)
-            x = torch.cat([x, onehot[:, :, None, None].expand(-1, -1, *x.shape[-2:])], dim=1)
-        elif target is not None:
+            if target.shape[0] != x.shape[0]:
+                raise ValueError(f"target has {target.shape[0]} entries for {x.shape[0]} images.")
+            cond = [m for m in self.net.modules() if isinstance(m, CondInstanceNorm)]
+            for m in cond:
+                m.target = target.long()
+            try:
+                xp, (h, w) = _pad_to(x, 4)
+                return torch.tanh(self.net(xp)[..., :h, :w])
+            finally:
+                for m in cond:
+                    m.target = None
+        if target is not None:
             raise ValueError("this generator is not target-conditioned (num_classes=0); call it without target.")
         xp, (h, w) = _pad_to(x, 4)
         return torch.tanh(self.net(xp)[..., :h, :w])
