@@ -116,7 +116,11 @@ def test_sigkill_and_resume_is_bit_identical(which, tmp_path, mnist):
     resumed = _run(script, which, tmp_path / "killed")
     # checkpoints: every CKPT_EVERY steps and at each epoch's end; "step k" is printed after step k's checkpoint
     last_ckpt = max(s for s in range(kill_at + 1) if s % CKPT_EVERY == 0 or s % STEPS_PER_EPOCH == 0)
-    assert resumed[0] == last_ckpt, f"resumed at step {resumed[0]}, expected the last checkpoint {last_ckpt}"
+    # the kill lands up to 50 ms after "step kill_at" was printed; a fast machine may finish one more step (and its
+    # checkpoint) in that window, so the resume point is a checkpoint boundary at or after the last one we saw
+    is_ckpt = resumed[0] % CKPT_EVERY == 0 or resumed[0] % STEPS_PER_EPOCH == 0
+    assert is_ckpt and last_ckpt <= resumed[0] <= kill_at + 1, (
+        f"resumed at step {resumed[0]}, expected a checkpoint boundary >= {last_ckpt} (killed at step {kill_at})")
     assert resumed[-1] == total - 1
 
     a = load_tensors(tmp_path / "straight" / WEIGHTS[which])
