@@ -35,7 +35,9 @@ def _figures(out: Path, cfg: Any, clf: Any, robust: Any, atk: Any, atk2: Any, cg
     from advgan.history import History
 
     figs: dict[str, str] = {}
-    x, y = eval_set.images[:8], eval_set.labels[:8]
+    # one image per class (the test split is ordered by class), up to 8
+    idx = [int((eval_set.labels == c).nonzero()[0]) for c in torch.unique(eval_set.labels).tolist()][:8]
+    x, y = eval_set.images[idx], eval_set.labels[idx]
     with torch.no_grad():
         pc = clf(x).argmax(1)
     adv_g = atk.as_attack()(clf, x, y)
