@@ -16,7 +16,6 @@ import copy
 import dataclasses
 import math
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -30,6 +29,7 @@ from attacks.checkpoint import rng_state, set_rng_state
 from attacks.checks import check_choice, check_positive_int, resolve_device
 
 from . import distributed as D
+from .engine_optim import OPTIMIZERS, _autocast, make_optimizer  # noqa: F401
 from .engine_checkpoint import CHECKPOINT, HISTORY, _RUN_FIELDS, CheckpointMixin, _State  # noqa: F401
 from .history import History
 
@@ -104,18 +104,6 @@ class Player:
     momentum: float = 0.9              #: SGD momentum (Nesterov when > 0); ignored by adam / adamw
 
 
-OPTIMIZERS = ("adam", "adamw", "sgd")
-
-
-def make_optimizer(p: Player, params) -> torch.optim.Optimizer:
-    """The optimizer a player asks for (``Player.optimizer``)."""
-    check_choice(p.optimizer, "optimizer", OPTIMIZERS)
-    if p.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=p.lr, momentum=p.momentum, weight_decay=p.weight_decay, nesterov=p.momentum > 0)
-    cls = torch.optim.AdamW if p.optimizer == "adamw" else torch.optim.Adam
-    return cls(params, lr=p.lr, betas=p.betas, weight_decay=p.weight_decay)
-
-
 class MinMaxGame:
     """What a model provides to the engine. ``nets`` maps player names to their networks."""
 
@@ -142,16 +130,6 @@ class MinMaxGame:
     def on_epoch_end(self, trainer: "MinMaxTrainer") -> dict[str, float]:
         """Optional: validation metrics to record after each epoch."""
         return {}
-
-
-def _autocast(device: torch.device, enabled: bool):
-    if not enabled:
-        return nullcontext(), None
-    if device.type == "cuda":
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
-        return torch.autocast("cuda", dtype=dtype), scaler
-    return torch.autocast(device.type, dtype=torch.bfloat16), None
 
 
 class MinMaxTrainer(CheckpointMixin):

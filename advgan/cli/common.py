@@ -6,44 +6,30 @@ import argparse
 from attacks.checks import resolve_device  # noqa: F401  (re-exported for commands)
 
 
-def positive_int(s: str) -> int:
+def _number(s: str, kind: type, what: str, ok) -> float:
     try:
-        v = int(s)
+        v = kind(s)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {s!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
+        raise argparse.ArgumentTypeError(f"expected {what}, got {s!r}") from None
+    if not ok(v):
+        raise argparse.ArgumentTypeError(f"expected {what}, got {s}")
     return v
+
+
+def positive_int(s: str) -> int:
+    return _number(s, int, "a positive integer", lambda v: v >= 1)
 
 
 def nonneg_int(s: str) -> int:
-    try:
-        v = int(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {s!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {v}")
-    return v
+    return _number(s, int, "a non-negative integer", lambda v: v >= 0)
 
 
 def positive_float(s: str) -> float:
-    try:
-        v = float(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {s!r}") from None
-    if not v > 0 or v != v or v == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive finite number, got {s}")
-    return v
+    return _number(s, float, "a positive finite number", lambda v: v > 0 and v != float("inf"))
 
 
 def fraction(s: str) -> float:
-    try:
-        v = float(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {s!r}") from None
-    if not 0.0 <= v <= 1.0:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {v}")
-    return v
+    return _number(s, float, "a number in [0, 1]", lambda v: 0.0 <= v <= 1.0)
 
 
 def add_device(p: argparse.ArgumentParser) -> None:
