@@ -157,13 +157,15 @@ class BlackBoxAdvGAN:
         config: the AdvGAN settings (also used for the surrogate's seed and device).
         mode: ``"static"`` or ``"dynamic"``.
         surrogate: architecture name for the surrogate (``attacks.Classifier.create``).
-        surrogate_epochs: epochs of the initial (static) distillation.
+        surrogate_epochs: epochs of the initial (static) distillation. The surrogate's fidelity decides the
+            transfer: on 1,000 MNIST queries a ``small_cnn`` surrogate after 3 epochs gave ~29 % transfer
+            ASR, after 8 epochs 76 % (``tests/test_blackbox.py``), hence the default 10.
         surrogate_lr: learning rate of the surrogate (static pre-training and dynamic steps).
         s_steps: surrogate steps per generator step in dynamic mode.
     """
 
     def __init__(self, blackbox: BlackBox, config: AdvGANConfig | None = None, *, mode: str = "static",
-                 surrogate: str = "small_cnn", surrogate_epochs: int = 3, surrogate_lr: float = 1e-3, s_steps: int = 1) -> None:
+                 surrogate: str = "small_cnn", surrogate_epochs: int = 10, surrogate_lr: float = 1e-3, s_steps: int = 1) -> None:
         if not isinstance(blackbox, BlackBox):
             raise TypeError(f"blackbox must be an advgan.blackbox.BlackBox (wrap your model: BlackBox(model)), got {type(blackbox).__name__}.")
         self.config = AdvGANConfig() if config is None else config

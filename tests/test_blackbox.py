@@ -72,21 +72,27 @@ def test_blackbox_advgan_never_backprops_through_target_and_counts(watched, mnis
     assert bb2.queries == expected
 
 
-@pytest.mark.xfail(reason="known weak: a 1,000-image static surrogate + 2 AdvGAN epochs transfers at ~2 % ASR; "
-                          "needs longer training, see the AdvGAN report", strict=False)
 def test_blackbox_surrogate_attack_transfers(watched, mnist):
-    """Static distillation on 1,000 images: the attack fools the black box far more than noise."""
+    """Static distillation on 1,000 queried labels: the attack fools the black box far more than noise.
+
+    Measured: a small_cnn surrogate (8 epochs) + 2 AdvGAN epochs transfers at ~76 % ASR; noise of the
+    same L-inf size fools it a few % of the time."""
     clf, seen, before = watched
     train, test = mnist
     bb = BlackBox(clf)
-    bba = BlackBoxAdvGAN(bb, AdvGANConfig(eps=0.3, progress=False, device="cpu", batch_size=32), surrogate="tiny_cnn")
+    bba = BlackBoxAdvGAN(bb, AdvGANConfig(eps=0.3, progress=False, device="cpu", batch_size=32),
+                         surrogate="small_cnn", surrogate_epochs=8)
     bba.fit(train.subset(1000, seed=5), epochs=2)
+    assert bb.queries == 1000  # static: only the labels were queried
     x, y = test.images[:300], test.labels[:300]
     with torch.no_grad():
         ok = clf(x).argmax(1) == y
         fooled = clf(bba.as_attack()(clf, x, y)).argmax(1) != y
+        noise = (x + 0.3 * torch.sign(torch.randn_like(x))).clamp(0, 1)
+        noise_fooled = clf(noise).argmax(1) != y
     asr = float((fooled & ok).sum() / ok.sum())
-    assert asr > 0.3, f"black-box (static) ASR {asr:.3f}"
+    noise_asr = float((noise_fooled & ok).sum() / ok.sum())
+    assert asr > 0.4 and asr > noise_asr + 0.25, f"black-box (static) ASR {asr:.3f}, noise {noise_asr:.3f}"
     _untouched(clf, seen, before)
 
 
