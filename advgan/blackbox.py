@@ -204,7 +204,9 @@ class BlackBoxAdvGAN:
             labeled = distill_labels(self.blackbox, ds)
             from .training import train_classifier
 
-            clf = Classifier.create(self.surrogate_arch, self.blackbox.num_classes, in_chans=self.blackbox.data_chans)
+            with torch.random.fork_rng(devices=[]):  # a reproducible init, independent of the caller's RNG state
+                torch.manual_seed(self.config.seed + 1)
+                clf = Classifier.create(self.surrogate_arch, self.blackbox.num_classes, in_chans=self.blackbox.data_chans)
             self.surrogate, _ = train_classifier(clf, labeled, epochs=self.surrogate_epochs, lr=self.surrogate_lr,
                                                  seed=self.config.seed, device=self.config.device,
                                                  progress=self.config.progress, batch_size=self.config.batch_size)

@@ -10,6 +10,7 @@ the best defense; an AdvGAN-augmented epoch <= 1.5x a clean epoch.
 
     python benchmarks/defenses.py            # full (~25 min on 2 idle CPU cores)
     python benchmarks/defenses.py --quick    # smoke run (few epochs, subset)
+    python benchmarks/defenses.py --only pgd-at --epochs 20 --tag long   # one method, longer -> defenses_long.json
 
 Work is cached under ``--work`` (default runs/bench_defenses): re-running resumes finished parts.
 Writes ``benchmarks/results/defenses.json`` (``defenses_quick.json`` with --quick).
@@ -48,10 +49,14 @@ def main() -> int:
                     help="comma-separated models to retrain an AdvGAN against (default: all; AdvGAN training dominates the cost)")
     ap.add_argument("--train-size", type=int, default=None, help="fine-tune on this many random training images (default all 4,000; quick 1,000)")
     ap.add_argument("--pgd-steps", type=int, default=10, help="PGD steps of pgd-at / trades / the PGD source during training")
+    ap.add_argument("--tag", default="", help="name this run: results go to defenses_TAG.json and work to WORK/TAG (e.g. a longer --only run)")
     ap.add_argument("--attacker-epochs", type=int, default=None, help="AdvGAN epochs (default 4; quick 1)")
     args = ap.parse_args()
     q = args.quick
-    work = Path(args.work) / ("quick" if q else "full")
+    if args.tag and not args.tag.replace("-", "").replace("_", "").isalnum():
+        ap.error(f"--tag must be letters, digits, - or _, got {args.tag!r}")
+    run_name = "_".join(x for x in ("quick" if q else "", args.tag) if x)
+    work = Path(args.work) / (run_name or "full")
     eps, seed = 0.3, 0
     torch.manual_seed(seed)
     train, test = data.load("mnist5k")
@@ -95,7 +100,7 @@ def main() -> int:
         keep = {s.strip() for s in args.only.split(",")} | {"clean fine-tune"}
         runs = {k: v for k, v in runs.items() if k in keep}
     models, histories = {"no defense": clf}, {}
-    res_path = ROOT / "benchmarks" / "results" / ("defenses_quick.json" if q else "defenses.json")
+    res_path = ROOT / "benchmarks" / "results" / (f"defenses_{run_name}.json" if run_name else "defenses.json")
     for name, (cfg, sources) in runs.items():
         t = time.time()
         robust, hist = finetune(clf, train_loader, cfg, sources=sources, val_loader=val_loader,
@@ -135,7 +140,7 @@ def main() -> int:
     for k, v in checks.items():
         print(f"[{'PASS' if v else 'MISS'}] {k}")
     out = {
-        "benchmark": "defenses", "quick": q, "dataset": "mnist5k", "eps": eps, "norm": "linf",
+        "benchmark": "defenses", "quick": q, "tag": args.tag, "dataset": "mnist5k", "eps": eps, "norm": "linf",
         "target": {"arch": "small_cnn", "test_accuracy": thist.epochs[-1]["test_accuracy"]},
         "finetune_epochs": epochs, "attacker_epochs": atk_epochs, "n_test": len(test_eval), "n_train": len(train),
         "train_pgd_steps": ps,

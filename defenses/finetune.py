@@ -7,7 +7,8 @@ with exact resume, AMP, gradient clipping, LR schedules, tqdm progress, the NaN 
 ``finetune`` works on a **deep copy**: the classifier passed in is never modified.
 
 After every epoch: clean and robust accuracy on ``val_loader`` under a seeded PGD at the config's ε
-(``val_pgd_steps``; plus each source when given), best-epoch selection by robust accuracy (saved as a
+(``val_pgd_steps``; plus each source when given), best-epoch selection by robust accuracy (the mean over
+PGD and the sources, ties to the higher clean accuracy; saved as a
 Classifier to ``out_dir/best`` and returned), and — for ``fgsm-rs`` by default — the catastrophic-
 overfitting guard: PGD robust accuracy on a held-out batch; when it drops by more than
 ``overfit_drop`` below the last accepted epoch, the weights and optimizer state are rolled back to
@@ -208,11 +209,16 @@ class FinetuneGame(MinMaxGame):
                 validation.attack_stats(self.clf, self.val_loader, _Identity(), max_batches=cfg.val_batches)["clean_acc"]
             pgd = PGD(eps=cfg.eps, norm=cfg.norm, steps=cfg.val_pgd_steps, seed=cfg.seed)
             out["val_robust_acc"] = validation.attack_stats(self.clf, self.val_loader, pgd, max_batches=cfg.val_batches)["robust_acc"]
+            robust = [out["val_robust_acc"]]
             for i, src in enumerate(self.sources):
-                out[f"val_robust_acc/{_name(src, i)}"] = validation.attack_stats(
-                    self.clf, self.val_loader, src, max_batches=cfg.val_batches)["robust_acc"]
-            best = max((e.get("val_robust_acc", -1.0) for e in trainer.history.epochs), default=-1.0)
-            if out["val_robust_acc"] > best:
+                robust.append(validation.attack_stats(self.clf, self.val_loader, src, max_batches=cfg.val_batches)["robust_acc"])
+                out[f"val_robust_acc/{_name(src, i)}"] = robust[-1]
+            # the best epoch: highest mean robust accuracy over PGD and the training sources, then highest clean
+            # accuracy (with generator sources alone PGD robust accuracy is often 0 every epoch: not a choice)
+            out["val_select"] = sum(robust) / len(robust)
+            best = max(((e.get("val_select", e.get("val_robust_acc", -1.0)), e.get("val_clean_acc", -1.0))
+                        for e in trainer.history.epochs), default=(-1.0, -1.0))
+            if (out["val_select"], out["val_clean_acc"]) > best:
                 out["best"] = True
                 self.best_state = {k: v.detach().clone() for k, v in self.clf.state_dict().items()}
                 if self.out_dir is not None and trainer.dist.is_main:
@@ -253,7 +259,8 @@ def finetune(classifier: Classifier, train_loader: DataLoader | Dataset, config:
 
     ``classifier`` itself is not modified. ``sources`` (attacks) feed ``method="augment"``; for the
     other methods they are extra attacks whose robust accuracy is validated each epoch. With
-    ``val_loader`` the epoch with the best PGD robust accuracy is returned (and saved to ``out_dir/best``);
+    ``val_loader`` the epoch with the best robust accuracy (mean over PGD and the sources, ties to the
+    higher clean accuracy) is returned (and saved to ``out_dir/best``);
     otherwise the last epoch. With ``out_dir`` the engine checkpoints into ``out_dir/checkpoint`` (re-running
     resumes exactly) and the returned classifier is saved to ``out_dir`` (``Classifier.load(out_dir)``).
     ``overrides`` set config fields (``finetune(clf, loader, method="trades", epochs=2)``).

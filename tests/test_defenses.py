@@ -172,12 +172,28 @@ def test_input_classifier_untouched_and_best_selected(clf, loaders, tmp_path):
     assert _same(before, _state(clf)) and not clf.training and not any(p.requires_grad for p in clf.parameters())
     assert not _same(before, _state(robust))
     assert all("val_robust_acc" in e and "val_clean_acc" in e and "guard_robust_acc" in e for e in hist.epochs)
-    best = max(hist.epochs, key=lambda e: e["val_robust_acc"])
-    assert best.get("best") is True
+    assert all(e["val_select"] == e["val_robust_acc"] for e in hist.epochs)  # no sources: PGD robust accuracy
+    best = max(hist.epochs, key=lambda e: (e["val_select"], e["val_clean_acc"]))
+    assert best.get("best") is True and sum(bool(e.get("best")) for e in hist.epochs) >= 1
     saved_best = Classifier.load(tmp_path / "best")
     assert _same(_state(saved_best), _state(robust))  # the returned classifier is the best epoch's
     assert _same(_state(Classifier.load(tmp_path)), _state(robust))
     assert saved_best.extra["epoch"] == best["epoch"]
+
+
+def test_best_epoch_counts_the_sources_robust_accuracy(clf, loaders):
+    """augment with a weak source: PGD robust accuracy alone may be flat; the selection averages in the source's."""
+    train, test = loaders
+    src = FGSM(eps=EPS)
+    cfg = FinetuneConfig(method="augment", eps=EPS, epochs=2, lr=3e-3, batch_size=64, progress=False, val_pgd_steps=3)
+    robust, hist = finetune(clf, train, cfg, sources=[src], val_loader=test)
+    for e in hist.epochs:
+        src_acc = [v for k, v in e.items() if k.startswith("val_robust_acc/")]
+        assert len(src_acc) == 1 and e["val_select"] == pytest.approx((e["val_robust_acc"] + src_acc[0]) / 2)
+    best = max(hist.epochs, key=lambda e: (e["val_select"], e["val_clean_acc"]))
+    assert [e["epoch"] for e in hist.epochs if e.get("best")][-1] == best["epoch"]
+    final = attack_stats(robust, test, src)
+    assert final["robust_acc"] == pytest.approx(best[[k for k in best if k.startswith("val_robust_acc/")][0]])
 
 
 def test_sgd_optimizer_and_ramp(clf, loaders):
