@@ -72,18 +72,20 @@ def test_blackbox_advgan_never_backprops_through_target_and_counts(watched, mnis
     assert bb2.queries == expected
 
 
+@pytest.mark.slow
 def test_blackbox_surrogate_attack_transfers(watched, mnist):
-    """Static distillation on 1,000 queried labels: the attack fools the black box far more than noise.
+    """Static distillation on 2,000 queried labels: the attack fools the black box far more than noise.
 
-    Measured: a small_cnn surrogate (8 epochs) + 2 AdvGAN epochs transfers at ~76 % ASR; noise of the
-    same L-inf size fools it a few % of the time."""
+    Measured over seeds 0-3: a small_cnn surrogate (10 epochs, 96-97 % agreement) + 2 AdvGAN epochs
+    transfers at 62-81 % ASR; sign noise of the same L-inf size fools the tiny target ~19 %. With 1,000
+    images (62 generator steps) the generator itself sometimes had not converged (11-55 %)."""
     clf, seen, before = watched
     train, test = mnist
     bb = BlackBox(clf)
     bba = BlackBoxAdvGAN(bb, AdvGANConfig(eps=0.3, progress=False, device="cpu", batch_size=32),
-                         surrogate="small_cnn", surrogate_epochs=8)
-    bba.fit(train.subset(1000, seed=5), epochs=2)
-    assert bb.queries == 1000  # static: only the labels were queried
+                         surrogate="small_cnn", surrogate_epochs=10)
+    bba.fit(train.subset(2000, seed=5), epochs=2)
+    assert bb.queries == 2000  # static: only the labels were queried
     x, y = test.images[:300], test.labels[:300]
     with torch.no_grad():
         ok = clf(x).argmax(1) == y
