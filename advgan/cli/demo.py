@@ -199,6 +199,6 @@ def run_demo(cfg: DemoConfig, out: str | Path, log: Callable[[str], None] = prin
 
     cgan = st.run("train conditional GAN", "cgan/config.json", make_cgan, lambda: ConditionalGAN.load(out / "cgan"))
 
-    summary = write_report(out, cfg, clf=clf, robust=robust, atk=atk, atk2=atk2, cgan=cgan, before=before, after=after,
+    summary = write_report(out, cfg, clf=clf, atk=atk, cgan=cgan, before=before, after=after,
                            eval_set=eval_set, timings=st.timings)
     return summary

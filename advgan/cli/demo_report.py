@@ -29,9 +29,10 @@ def _pct(v: float | None) -> str:
     return "–" if v is None else f"{100 * v:.1f}%"
 
 
-def _figures(out: Path, cfg: Any, clf: Any, robust: Any, atk: Any, atk2: Any, cgan: Any, before: Any, after: Any, eval_set: Any) -> dict[str, str]:
+def _figures(out: Path, cfg: Any, clf: Any, atk: Any, cgan: Any, before: Any, after: Any, eval_set: Any) -> dict[str, str]:
     from attacks import PGD
     from attacks.plots import attack_grid, plot_eps_curves
+    from advgan.figures import save_rows
     from advgan.history import History
 
     figs: dict[str, str] = {}
@@ -67,9 +68,10 @@ def _figures(out: Path, cfg: Any, clf: Any, robust: Any, atk: Any, atk2: Any, cg
         History.load(h).plot(out / "cgan_losses.png", title="conditional GAN losses")
         figs["cgan_losses"] = "cgan_losses.png"
 
-    labels = torch.arange(cgan.num_classes).repeat_interleave(8) if hasattr(cgan, "num_classes") else torch.arange(10).repeat_interleave(8)
+    labels = torch.arange(cgan.num_classes).repeat_interleave(8)
     samples = cgan.sample(labels.numel(), labels=labels, seed=cfg.seed)
-    _sample_grid(samples, labels, out / "cgan_samples.png")
+    save_rows({str(c): samples[labels == c] for c in range(cgan.num_classes)}, out / "cgan_samples.png",
+              title="conditional GAN samples (one row per requested class)")
     figs["cgan_samples"] = "cgan_samples.png"
     return figs
 
@@ -82,33 +84,9 @@ def _history_file(run_dir: Path) -> Path | None:
     return None
 
 
-def _sample_grid(samples: torch.Tensor, labels: torch.Tensor, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = int(labels.max()) + 1
-    cols = samples.shape[0] // rows
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * 0.8, rows * 0.8), squeeze=False)
-    for i in range(rows * cols):
-        ax = axes[i // cols, i % cols]
-        img = samples[i].detach().cpu().clamp(0, 1)
-        ax.imshow(img[0] if img.shape[0] == 1 else img.permute(1, 2, 0), cmap="gray", vmin=0, vmax=1)
-        ax.set_xticks([]), ax.set_yticks([])
-        if i % cols == 0:
-            ax.set_ylabel(str(int(labels[i])), fontsize=8)
-    fig.suptitle("conditional GAN samples (one row per requested class)", fontsize=9)
-    fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    tmp.replace(path)
-
-
-def write_report(out: Path, cfg: Any, *, clf: Any, robust: Any, atk: Any, atk2: Any, cgan: Any, before: Any, after: Any,
+def write_report(out: Path, cfg: Any, *, clf: Any, atk: Any, cgan: Any, before: Any, after: Any,
                  eval_set: Any, timings: dict[str, float]) -> dict[str, Any]:
-    figs = _figures(out, cfg, clf, robust, atk, atk2, cgan, before, after, eval_set)
+    figs = _figures(out, cfg, clf, atk, cgan, before, after, eval_set)
     summary = {
         "config": dataclasses.asdict(cfg),
         "machine": _machine(),
