@@ -27,8 +27,7 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
-from torch.utils.data import default_collate
+from torch.utils.data import DataLoader, Dataset, default_collate
 
 from attacks.base import frozen_eval, random_targets
 from attacks.checkpoint import CheckpointError
@@ -126,7 +125,7 @@ class AdvGANGame(MinMaxGame):
 
     kind = KIND
 
-    def __init__(self, owner: "AdvGAN") -> None:
+    def __init__(self, owner: AdvGAN) -> None:
         self.owner, self.cfg = owner, owner.config
         self.nets = {"D": owner.D, "G": owner.G}
         self.val_loader: DataLoader | None = None
@@ -366,7 +365,7 @@ class AdvGAN:
                           extra={"num_classes": self.num_classes, "in_chans": self.in_chans, "history": self.history.epochs})
 
     @classmethod
-    def load(cls, directory: str | Path, classifier: nn.Module, *, device: str | torch.device | None = None) -> "AdvGAN":
+    def load(cls, directory: str | Path, classifier: nn.Module, *, device: str | torch.device | None = None) -> AdvGAN:
         """Rebuild a saved attacker for ``classifier`` (which must match its classes and channels)."""
         meta = read_model_config(directory, KIND)
         cfg = config_from_dict(AdvGANConfig, meta["config"])

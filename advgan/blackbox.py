@@ -104,7 +104,7 @@ def distill_labels(bb: BlackBox, dataset: Dataset, batch_size: int = 512) -> dat
 class DynamicDistillationGame(AdvGANGame):
     """AdvGAN's game with a third player ``S`` (the surrogate) that tracks the black box."""
 
-    def __init__(self, owner: "_DynamicAdvGAN") -> None:
+    def __init__(self, owner: _DynamicAdvGAN) -> None:
         super().__init__(owner)
         self.bb = owner.blackbox
         self.nets["S"] = owner.classifier

@@ -9,8 +9,9 @@ distributions of the GAN core (``ring8``, ``grid25``, ``gauss1d``).
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -47,7 +48,7 @@ class ImageDataset(Dataset):
     def image_size(self) -> tuple[int, int]:
         return tuple(self.images.shape[-2:])  # type: ignore[return-value]
 
-    def subset(self, n: int, seed: int = 0) -> "ImageDataset":
+    def subset(self, n: int, seed: int = 0) -> ImageDataset:
         """A stratified random subset of about ``n`` items (deterministic for a seed)."""
         idx = _stratified_indices(self.labels, n / len(self), seed)[0]
         return ImageDataset(self.images[idx], self.labels[idx], self.num_classes, f"{self.name}[:{len(idx)}]")

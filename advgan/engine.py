@@ -16,9 +16,10 @@ import copy
 import dataclasses
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 from torch import nn
@@ -29,8 +30,8 @@ from attacks.checkpoint import rng_state, set_rng_state
 from attacks.checks import check_choice, check_positive_int, resolve_device
 
 from . import distributed as D
+from .engine_checkpoint import _RUN_FIELDS, CHECKPOINT, HISTORY, CheckpointMixin, _State  # noqa: F401
 from .engine_optim import OPTIMIZERS, _autocast, make_optimizer  # noqa: F401
-from .engine_checkpoint import CHECKPOINT, HISTORY, _RUN_FIELDS, CheckpointMixin, _State  # noqa: F401
 from .history import History
 
 SCHEDULES = ("constant", "linear", "cosine")
@@ -124,10 +125,10 @@ class MinMaxGame:
         """Non-trainable modules the game uses (e.g. a target classifier); moved to the device, never trained."""
         return []
 
-    def sample_grid(self, path: Path, trainer: "MinMaxTrainer") -> None:
+    def sample_grid(self, path: Path, trainer: MinMaxTrainer) -> None:
         """Optional: write a PNG of current samples."""
 
-    def on_epoch_end(self, trainer: "MinMaxTrainer") -> dict[str, float]:
+    def on_epoch_end(self, trainer: MinMaxTrainer) -> dict[str, float]:
         """Optional: validation metrics to record after each epoch."""
         return {}
 

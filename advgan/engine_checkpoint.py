@@ -15,7 +15,12 @@ from typing import Any
 import torch
 
 from attacks.checkpoint import (
-    CheckpointError, optimizer_from_tensors, optimizer_to_tensors, rng_state, save_tensors, set_rng_state,
+    CheckpointError,
+    optimizer_from_tensors,
+    optimizer_to_tensors,
+    rng_state,
+    save_tensors,
+    set_rng_state,
 )
 from attacks.checkpoint import load_tensors as _load_tensors
 

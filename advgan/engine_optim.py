@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 OPTIMIZERS = ("adam", "adamw", "sgd")
 
 
-def make_optimizer(p: "Player", params) -> torch.optim.Optimizer:
+def make_optimizer(p: Player, params) -> torch.optim.Optimizer:
     """The optimizer a player asks for (``Player.optimizer``)."""
     check_choice(p.optimizer, "optimizer", OPTIMIZERS)
     if p.optimizer == "sgd":

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -20,8 +21,8 @@ from torch.utils.data import DataLoader, Dataset
 from . import losses, modelio
 from . import nets as _nets
 from .engine import MinMaxGame, MinMaxTrainer, Player, TrainConfig
-from .history import History
 from .gan_utils import EngineFitMixin, _build, _check_nonneg, _check_pos_int, _first_sample, batch_loader  # noqa: F401 (re-export)
+from .history import History
 from .nets.common import NORMS, apply_spectral_norm, check_shape, fork_seed, has_spectral_norm
 
 D_NORMS = ("auto",) + NORMS
@@ -315,12 +316,12 @@ class GAN(_Generative):
         return self._sample(n, None, seed, batch_size)
 
     @classmethod
-    def from_dataset(cls, dataset: Dataset, config: GANConfig | None = None) -> "GAN":
+    def from_dataset(cls, dataset: Dataset, config: GANConfig | None = None) -> GAN:
         """A GAN shaped for ``dataset``'s samples (item 0 of ``(sample, label)`` items)."""
         return cls(config, tuple(_first_sample(dataset).shape))
 
     @classmethod
-    def load(cls, directory: str | Path, device: str | None = None) -> "GAN":
+    def load(cls, directory: str | Path, device: str | None = None) -> GAN:
         return cls._load(directory, device)
 
 
@@ -357,7 +358,7 @@ class ConditionalGAN(_Generative):
         return self._sample(n, y.cpu(), seed, batch_size)
 
     @classmethod
-    def from_dataset(cls, dataset: Dataset, config: ConditionalGANConfig | None = None) -> "ConditionalGAN":
+    def from_dataset(cls, dataset: Dataset, config: ConditionalGANConfig | None = None) -> ConditionalGAN:
         """A ConditionalGAN shaped for ``dataset`` (sample shape from item 0, classes from ``num_classes``)."""
         n = getattr(dataset, "num_classes", None)
         if n is None:
@@ -365,5 +366,5 @@ class ConditionalGAN(_Generative):
         return cls(config, tuple(_first_sample(dataset).shape), int(n))
 
     @classmethod
-    def load(cls, directory: str | Path, device: str | None = None) -> "ConditionalGAN":
+    def load(cls, directory: str | Path, device: str | None = None) -> ConditionalGAN:
         return cls._load(directory, device)

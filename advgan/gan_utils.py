@@ -79,10 +79,10 @@ class EngineFitMixin:
     The model must define ``nets`` (with "G"), ``config`` and the ``MinMaxGame`` methods.
     """
 
-    g_ema: "nn.Module | None"
-    _trainer: "Any"
+    g_ema: nn.Module | None
+    _trainer: Any
 
-    def _fit_engine(self, loader: DataLoader, epochs: int, out_dir: "Any", resume: bool) -> "Any":
+    def _fit_engine(self, loader: DataLoader, epochs: int, out_dir: Any, resume: bool) -> Any:
         from pathlib import Path
 
         from .engine import MinMaxTrainer
@@ -97,7 +97,7 @@ class EngineFitMixin:
         return hist
 
     @property
-    def history(self) -> "Any":
+    def history(self) -> Any:
         from .history import History
 
         return self._trainer.history if self._trainer is not None else History()

@@ -51,7 +51,7 @@ class History:
         return save_json(path, self.to_dict())
 
     @classmethod
-    def load(cls, path: str | Path) -> "History":
+    def load(cls, path: str | Path) -> History:
         d = load_json(path, what="history")
         return cls(list(d.get("steps", [])), list(d.get("epochs", [])))
 

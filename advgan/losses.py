@@ -18,7 +18,7 @@ the image-to-image term ``l1``.
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F

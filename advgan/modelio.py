@@ -8,14 +8,21 @@ from __future__ import annotations
 
 import dataclasses
 import typing
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping, TypeVar
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
 
 from attacks.checkpoint import (
-    CheckpointError, check_kind, load_json, load_state_dict_into, load_tensors, save_json, save_tensors,
+    CheckpointError,
+    check_kind,
+    load_json,
+    load_state_dict_into,
+    load_tensors,
+    save_json,
+    save_tensors,
 )
 
 WEIGHTS = "weights.safetensors"

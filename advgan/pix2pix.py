@@ -220,7 +220,7 @@ class Pix2Pix(EngineFitMixin, MinMaxGame):
                                   {"in_channels": self.in_channels, "out_channels": self.out_channels})
 
     @classmethod
-    def from_pairs(cls, pairs: Dataset, config: Pix2PixConfig | None = None) -> "Pix2Pix":
+    def from_pairs(cls, pairs: Dataset, config: Pix2PixConfig | None = None) -> Pix2Pix:
         """A Pix2Pix whose channels fit ``pairs`` (item 0 is ``(x, y)``), e.g. ``advgan.pairs.build("edges", ds)``."""
         item = pairs[0]
         if not isinstance(item, (tuple, list)) or len(item) < 2 or not all(isinstance(t, torch.Tensor) and t.dim() == 3 for t in item[:2]):
@@ -228,7 +228,7 @@ class Pix2Pix(EngineFitMixin, MinMaxGame):
         return cls(config, int(item[0].shape[0]), int(item[1].shape[0]))
 
     @classmethod
-    def load(cls, directory: str | Path, device: str | None = None) -> "Pix2Pix":
+    def load(cls, directory: str | Path, device: str | None = None) -> Pix2Pix:
         meta = modelio.read_model_config(directory, cls.kind)
         cfg = modelio.config_from_dict(Pix2PixConfig, meta["config"])
         if device is not None:

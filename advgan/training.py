@@ -77,6 +77,7 @@ class _Supervised(MinMaxGame):
 def accuracy(model: torch.nn.Module, loader: DataLoader, *, device: torch.device | str | None = None) -> float:
     """Top-1 accuracy over a loader of (x, y); restores the model's train/eval mode."""
     from attacks.base import frozen_eval
+
     from . import distributed as D
 
     device = torch.device(device) if device is not None else next(model.parameters()).device

@@ -5,17 +5,17 @@ Knows nothing of GANs. Everything here works on pixels in [0, 1].
 from .base import Attack, AttackLike, available_attacks, frozen_eval, make_attack, random_targets, register_attack
 from .checkpoint import CheckpointError
 from .classifier import Classifier
+from .cw import CW
+from .evaluate import evaluate
+from .fgsm import FGSM
+from .foolbox_bridge import FoolboxAttack, foolbox_attack_names
 from .losses import attack_loss, cw_margin, is_adversarial
 from .models import builtin_models, create_module, register_model
-from .threat import ThreatModel, flat_norm
-from .fgsm import FGSM
-from .pgd import PGD
-from .cw import CW
 from .noise import RandomNoise
-from .foolbox_bridge import FoolboxAttack, foolbox_attack_names
-from .report import AttackResult, Report
-from .evaluate import evaluate
+from .pgd import PGD
 from .plots import attack_grid, image_grid, plot_eps_curves
+from .report import AttackResult, Report
+from .threat import ThreatModel, flat_norm
 
 __all__ = [
     "Attack", "AttackLike", "CheckpointError", "Classifier", "ThreatModel",

@@ -8,7 +8,8 @@ A subclass implements only ``run`` (torchattacks' split; foolbox's final ``__cal
 from __future__ import annotations
 
 import contextlib
-from typing import Callable, ClassVar, Iterator, Protocol, runtime_checkable
+from collections.abc import Callable, Iterator
+from typing import ClassVar, Protocol, runtime_checkable
 
 import torch
 from torch import nn
@@ -71,7 +72,7 @@ class Attack:
     def norm(self) -> str:
         return self.threat.norm
 
-    def with_eps(self, eps: float) -> "Attack":
+    def with_eps(self, eps: float) -> Attack:
         """A copy of this attack with another budget (used by epsilon sweeps)."""
         import copy
 

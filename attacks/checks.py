@@ -6,7 +6,7 @@ wrong, what was expected and what to do, because users most often hit these with
 from __future__ import annotations
 
 import math
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import torch
 

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import warnings
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -106,7 +107,7 @@ class Classifier(nn.Module):
         input_size: Sequence[int] | str | None = "auto",
         pretrained: bool = False,
         **kwargs: Any,
-    ) -> "Classifier":
+    ) -> Classifier:
         """Build a built-in architecture or a timm model by name (see ``attacks.models``)."""
         if not is_builtin(name):
             return cls.from_timm(name, num_classes, in_chans, data_chans=data_chans, mean=mean, std=std,
@@ -132,7 +133,7 @@ class Classifier(nn.Module):
         std: Sequence[float] | None = None,
         input_size: Sequence[int] | str | None = "auto",
         **timm_kwargs: Any,
-    ) -> "Classifier":
+    ) -> Classifier:
         """A timm model with mean/std (and, for fixed-size models, input size) from its pretrained config.
 
         ``input_size="auto"`` keeps the data's native size when the architecture accepts any size and
@@ -210,14 +211,14 @@ class Classifier(nn.Module):
         return probs
 
     # ------------------------------------------------------------------ freezing
-    def freeze(self) -> "Classifier":
+    def freeze(self) -> Classifier:
         """Eval mode, no parameter gradients: the state for attacking and evaluation."""
         self.eval()
         for p in self.parameters():
             p.requires_grad_(False)
         return self
 
-    def unfreeze(self) -> "Classifier":
+    def unfreeze(self) -> Classifier:
         """Train mode with trainable parameters, for fine-tuning."""
         self.train()
         for p in self.parameters():
@@ -225,7 +226,7 @@ class Classifier(nn.Module):
         return self
 
     @contextlib.contextmanager
-    def unfrozen(self) -> Iterator["Classifier"]:
+    def unfrozen(self) -> Iterator[Classifier]:
         """Context in which the classifier trains; on exit it is frozen again."""
         self.unfreeze()
         try:
@@ -263,7 +264,7 @@ class Classifier(nn.Module):
         return d
 
     @classmethod
-    def load(cls, directory: str | Path, *, module: nn.Module | None = None, device: str | torch.device = "cpu") -> "Classifier":
+    def load(cls, directory: str | Path, *, module: nn.Module | None = None, device: str | torch.device = "cpu") -> Classifier:
         """Restore a saved Classifier. Custom (non-registry) modules must be passed as ``module``."""
         d = Path(directory)
         if not d.is_dir():

@@ -5,7 +5,7 @@ normalized images to logits. Names not registered here are passed to ``timm.crea
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn

@@ -7,8 +7,8 @@ clean row; ``plot_eps_curves`` draws robust accuracy and attack success rate aga
 from __future__ import annotations
 
 import io
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import torch
 

@@ -61,7 +61,7 @@ class AttackResult:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "AttackResult":
+    def from_dict(cls, d: dict) -> AttackResult:
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
 
@@ -138,7 +138,7 @@ class Report:
         return save_json(path, self.to_dict())
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Report":
+    def from_dict(cls, d: dict) -> Report:
         if d.get("kind") != KIND:
             raise CheckpointError(f"not an evaluation report (kind={d.get('kind')!r}).")
         try:
@@ -151,7 +151,7 @@ class Report:
             raise CheckpointError(f"evaluation report is missing or has a malformed field ({e!r}).") from None
 
     @classmethod
-    def from_json(cls, path: str | Path) -> "Report":
+    def from_json(cls, path: str | Path) -> Report:
         return cls.from_dict(load_json(path, what="evaluation report"))
 
     def to_markdown(self) -> str:

@@ -30,10 +30,10 @@ from torch.utils.data import Subset
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from attacks import PGD, Classifier  # noqa: E402
 from advgan import data  # noqa: E402
 from advgan.attacker import AdvGAN, AdvGANConfig  # noqa: E402
 from advgan.training import ClassifierConfig, train_classifier  # noqa: E402
+from attacks import PGD, Classifier  # noqa: E402
 from defenses import FinetuneConfig, before_after, finetune  # noqa: E402
 from defenses.report import epoch_seconds  # noqa: E402
 

@@ -62,8 +62,8 @@ def toy(args, out: Path) -> list[dict]:
 
 
 def eval_classifier(args, train, test):
-    from attacks import Classifier
     from advgan.training import ClassifierConfig, train_classifier
+    from attacks import Classifier
 
     torch.manual_seed(args.seed)
     clf = Classifier.create("small_cnn", 10, in_chans=1)

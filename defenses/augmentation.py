@@ -17,15 +17,15 @@ Generation runs with the model in eval mode and without gradients into its weigh
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
 from attacks.base import frozen_eval
-from attacks.checks import check_choice, check_fraction, check_labels
+from attacks.checks import check_choice, check_fraction, check_images, check_labels
 from attacks.classifier import data_chans_of
-from attacks.checks import check_images
 
 MODES = ("weighted", "round_robin")
 
@@ -143,7 +143,7 @@ class AdversarialAugmentation:
                 self.counts[s] += int(sel.numel())
         return out, y
 
-    def wrap(self, loader: Iterable, model: nn.Module) -> "AugmentedLoader":
+    def wrap(self, loader: Iterable, model: nn.Module) -> AugmentedLoader:
         """An iterable over ``loader`` yielding mixed batches ``(x_mixed, y)`` (for your own training loop)."""
         return AugmentedLoader(self, loader, model)
 

@@ -20,20 +20,21 @@ import copy
 import math
 import time
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from attacks import PGD, Classifier
-from attacks.checks import check_choice, check_eps, check_fraction, check_labels, check_positive_int
-from attacks.threat import ThreatModel
 from advgan import data as data_mod
 from advgan.engine import MinMaxGame, MinMaxTrainer, Player, TrainConfig
 from advgan.history import History
 from advgan.training import accuracy
+from attacks import PGD, Classifier
+from attacks.checks import check_choice, check_eps, check_fraction, check_labels, check_positive_int
+from attacks.threat import ThreatModel
 
 from . import methods, validation
 from .augmentation import MODES, AdversarialAugmentation, check_sources

@@ -10,9 +10,10 @@ per epoch come from the fine-tuning histories (``train_seconds``) and are compar
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from torch import nn
 

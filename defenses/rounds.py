@@ -13,8 +13,9 @@ Each step writes into ``out_dir/round_<r>/{attacker,classifier}``; re-running re
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from torch.utils.data import DataLoader, Dataset
 

@@ -6,7 +6,8 @@ check of ``fgsm-rs``: PGD robust accuracy on one held-out batch.
 """
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import torch
 from torch import nn

@@ -1,9 +1,9 @@
 """Attack a timm classifier from Python: train it briefly on MNIST-5k, then FGSM / PGD / foolbox at eps 0.3."""
 import sys
 
-from attacks import FGSM, PGD, Classifier, FoolboxAttack, evaluate
 from advgan import data
 from advgan.training import train_classifier
+from attacks import FGSM, PGD, Classifier, FoolboxAttack, evaluate
 
 SMOKE = "--smoke" in sys.argv                     # tiny sizes for the test suite
 train, test = data.load("mnist5k")                # 4,000 / 1,000 real MNIST digits, pixels in [0, 1]

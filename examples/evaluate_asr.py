@@ -1,9 +1,9 @@
 """Measure attack success rate, robust accuracy and images/s with an eps sweep; write a report folder."""
 import sys
 
-from attacks import FGSM, PGD, Classifier, RandomNoise, evaluate
 from advgan import data
 from advgan.training import train_classifier
+from attacks import FGSM, PGD, Classifier, RandomNoise, evaluate
 
 SMOKE = "--smoke" in sys.argv
 train, test = data.load("mnist5k")

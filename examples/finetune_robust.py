@@ -1,9 +1,9 @@
 """Make a classifier harder to fool: fine-tune on AdvGAN + PGD examples, compare before and after."""
 import sys
 
-from attacks import PGD, Classifier, evaluate
 from advgan import AdvGAN, AdvGANConfig, data
 from advgan.training import train_classifier
+from attacks import PGD, Classifier, evaluate
 from defenses import FinetuneConfig, finetune
 
 SMOKE = "--smoke" in sys.argv

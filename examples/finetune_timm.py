@@ -19,9 +19,9 @@ import time
 import torch
 from torch.utils.data import Subset
 
-from attacks import PGD, Classifier
 from advgan import data
 from advgan.training import ClassifierConfig, train_classifier
+from attacks import PGD, Classifier
 from defenses import FinetuneConfig, before_after, finetune
 
 

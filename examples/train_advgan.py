@@ -3,9 +3,9 @@ import sys
 
 import torch
 
-from attacks import Classifier
 from advgan import AdvGAN, AdvGANConfig, data
 from advgan.training import train_classifier
+from attacks import Classifier
 
 SMOKE = "--smoke" in sys.argv
 train, test = data.load("mnist5k")

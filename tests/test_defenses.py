@@ -9,9 +9,9 @@ import torch
 from torch import nn
 from torch.utils.data import Subset
 
-from attacks import FGSM, PGD, Classifier, RandomNoise
 from advgan import data
-from defenses import (AdversarialAugmentation, FinetuneConfig, attack_stats, before_after, finetune, parse_sources)
+from attacks import FGSM, PGD, Classifier, RandomNoise
+from defenses import AdversarialAugmentation, FinetuneConfig, attack_stats, before_after, finetune, parse_sources
 
 EPS = 0.15  # a budget at which a tiny CNN gains measurable robustness in one short epoch
 

@@ -16,9 +16,9 @@ import torch.multiprocessing as mp
 from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader, TensorDataset
 
-from attacks import FGSM, PGD, Classifier, evaluate
 from advgan import data
 from advgan import distributed as D
+from attacks import FGSM, PGD, Classifier, evaluate
 
 WORLD = 2
 

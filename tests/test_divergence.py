@@ -9,9 +9,9 @@ import pytest
 import torch
 from torch.utils.data import TensorDataset
 
+from advgan.engine import DivergenceError
 from attacks import Classifier
 from attacks.checkpoint import load_tensors
-from advgan.engine import DivergenceError
 
 REMEDIES = r"Remedies: lower the learning rates \(lr_g / lr_d\), add a gradient penalty.*fewer discriminator steps \(d_steps\)"
 

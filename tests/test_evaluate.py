@@ -5,12 +5,11 @@ import json
 
 import pytest
 import torch
+from test_attacks import assert_same_state, snapshot, trainable
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from attacks import FGSM, PGD, Attack, Classifier, FoolboxAttack, RandomNoise, Report, evaluate, image_grid
-
-from test_attacks import assert_same_state, snapshot, trainable
 
 
 def loader_of(x, y, bs=32):

@@ -3,10 +3,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from test_attacks import assert_same_state, snapshot, success, trainable
 
 from attacks import PGD, FoolboxAttack, foolbox_attack_names, make_attack, random_targets
-
-from test_attacks import assert_same_state, snapshot, success, trainable
 
 
 def test_names_and_registry():

@@ -5,7 +5,6 @@ import os
 import pathlib
 import pickle
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -15,11 +14,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from reliability_helpers import dir_digest, state_snapshot
 
 from attacks import Classifier
-from attacks.checkpoint import CheckpointError, atomic_write_bytes, load_tensors, save_tensors
-
-from reliability_helpers import dir_digest, state_snapshot
+from attacks.checkpoint import CheckpointError, load_tensors, save_tensors
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -72,8 +70,8 @@ def test_crafted_pickle_is_refused_and_runs_nothing(tmp_path, evil, clf):
     with pytest.raises(CheckpointError, match=r"refusing to unpickle"):
         AdvGAN.load(a, clf)
     # 4. a training checkpoint to resume from
-    from advgan.training import train_classifier
     from advgan import data
+    from advgan.training import train_classifier
 
     run = tmp_path / "run"
     (run / "checkpoint").mkdir(parents=True)
@@ -198,8 +196,9 @@ def test_engine_checkpoint_survives_a_failed_save(monkeypatch, tmp_path):
     ck_file = run / "checkpoint" / "checkpoint.safetensors"
     assert sorted(p.name for p in (run / "checkpoint").iterdir() if p.name.startswith(".")) == []
     first = load_tensors(ck_file)
-    from safetensors import safe_open
     import json
+
+    from safetensors import safe_open
 
     with safe_open(str(ck_file), framework="pt") as f:
         assert json.loads(f.metadata()["json"])["state"]["step"] == 2

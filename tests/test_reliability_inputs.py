@@ -5,18 +5,15 @@ train/eval mode, and every file under the folders involved (see ``reliability_he
 """
 from __future__ import annotations
 
-import warnings
-
 import pytest
 import torch
+from reliability_helpers import unchanged
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import TensorDataset
 
 from attacks import CW, FGSM, PGD, Classifier, RandomNoise, evaluate
 from attacks.base import make_attack
 from attacks.checkpoint import CheckpointError
-
-from reliability_helpers import unchanged
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 

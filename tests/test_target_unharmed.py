@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from reliability_helpers import assert_same_state, modes_snapshot, state_snapshot
 from torch import nn
-from torch.utils.data import TensorDataset
 
 from attacks import CW, FGSM, PGD, Classifier, FoolboxAttack, RandomNoise, evaluate
-
-from reliability_helpers import assert_same_state, modes_snapshot, state_snapshot
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 COMMANDS = [
     "demo", "train_classifier", "train_attacker", "evaluate", "finetune", "gan", "cgan", "pix2pix",
@@ -48,9 +48,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2
-    from attacks.checkpoint import CheckpointError
-
     from advgan import distributed
+    from attacks.checkpoint import CheckpointError
 
     distributed.setup_cli(getattr(args, "device", None))  # under torchrun: process group, stdout on rank 0
     try:

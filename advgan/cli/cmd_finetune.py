@@ -49,8 +49,8 @@ def run(args: argparse.Namespace) -> int:
     import torch
     from torch.utils.data import Subset
 
-    from attacks import Classifier
     from advgan import data
+    from attacks import Classifier
     from defenses import FinetuneConfig, finetune, parse_sources
     from defenses.report import before_after
     from defenses.rounds import play_rounds, rounds_markdown

@@ -36,10 +36,10 @@ def run(args: argparse.Namespace) -> int:
     import time
     from pathlib import Path
 
-    from attacks import Classifier
-    from attacks.checkpoint import save_json
     from advgan import data
     from advgan.attacker import AdvGAN, AdvGANConfig
+    from attacks import Classifier
+    from attacks.checkpoint import save_json
 
     clf = Classifier.load(args.classifier)
     overrides = {k: getattr(args, k) for k in ("batch_size", "kappa", "alpha", "beta") if getattr(args, k) is not None}

@@ -25,9 +25,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from attacks import Classifier
     from advgan import data
     from advgan.training import ClassifierConfig, train_classifier
+    from attacks import Classifier
 
     kwargs = {"root": args.data_root} if args.data_root else {}
     train, test = data.load(args.dataset, **kwargs)

@@ -8,9 +8,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -51,7 +52,7 @@ class DemoConfig:
         check_choice(self.finetune_method, "finetune_method", ("augment", "pgd-at", "fgsm-rs", "trades"))
 
     @classmethod
-    def quick(cls, **overrides: Any) -> "DemoConfig":
+    def quick(cls, **overrides: Any) -> DemoConfig:
         """Minutes-sized on a CPU: fewer images, epochs and PGD steps (numbers are rougher)."""
         base = dict(train_images=1500, eval_images=200, classifier_epochs=3, classifier_batch_size=32, attacker_epochs=2, finetune_epochs=2,
                     pgd_steps=10, train_pgd_steps=5, cgan_epochs=2)
@@ -90,11 +91,11 @@ class Stages:
 
 def run_demo(cfg: DemoConfig, out: str | Path, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run (or resume) the whole demo into ``out``; returns the summary written to ``report.json``."""
-    from attacks import FGSM, PGD, Classifier, FoolboxAttack, RandomNoise, evaluate
     from advgan import data
     from advgan.attacker import AdvGAN, AdvGANConfig
     from advgan.gan import ConditionalGAN, ConditionalGANConfig
     from advgan.training import ClassifierConfig, train_classifier
+    from attacks import FGSM, PGD, Classifier, FoolboxAttack, RandomNoise, evaluate
     from defenses import FinetuneConfig, finetune
 
     from .demo_report import write_report

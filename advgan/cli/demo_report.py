@@ -30,10 +30,10 @@ def _pct(v: float | None) -> str:
 
 
 def _figures(out: Path, cfg: Any, clf: Any, atk: Any, cgan: Any, before: Any, after: Any, eval_set: Any) -> dict[str, str]:
-    from attacks import PGD
-    from attacks.plots import attack_grid, plot_eps_curves
     from advgan.figures import save_rows
     from advgan.history import History
+    from attacks import PGD
+    from attacks.plots import attack_grid, plot_eps_curves
 
     figs: dict[str, str] = {}
     # one image per class (the test split is ordered by class), up to 8

@@ -11,7 +11,8 @@ the names; ``register_net(name)`` is the decorator that adds one. Built-ins:
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from torch import nn
 
@@ -50,12 +51,14 @@ def check_net_name(name: str, what: str = "network") -> str:
 
 
 # built-ins register themselves on import (keep these imports at the bottom)
-from . import common  # noqa: E402,F401
-from . import mlp  # noqa: E402,F401
-from . import dcgan  # noqa: E402,F401
-from . import conditional  # noqa: E402,F401
-from . import unet  # noqa: E402,F401
-from . import patchgan  # noqa: E402,F401
-from . import encdec  # noqa: E402,F401  (AdvGAN generator + discriminator)
+from . import (
+    common,  # noqa: E402,F401
+    conditional,  # noqa: E402,F401
+    dcgan,  # noqa: E402,F401
+    encdec,  # noqa: E402,F401  (AdvGAN generator + discriminator)
+    mlp,  # noqa: E402,F401
+    patchgan,  # noqa: E402,F401
+    unet,  # noqa: E402,F401
+)
 
 __all__ = ["register_net", "create_net", "available_nets", "check_net_name"]

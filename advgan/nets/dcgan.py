@@ -1,7 +1,7 @@
 """DCGAN-style convolutional G / D for small images (28x28, 32x32, any H, W divisible by 4; 1 or 3 channels)."""
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn

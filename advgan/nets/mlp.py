@@ -1,7 +1,7 @@
 """MLP generator / discriminator for vector data (the 2-D ring and grid, 1-D Gaussians) or flattened images."""
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn

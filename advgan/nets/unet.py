@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import register_net
-from .common import check_choice_of, init_weights, norm2d, out_activation, NORMS
+from .common import NORMS, check_choice_of, init_weights, norm2d, out_activation
 
 
 @register_net("unet")
