@@ -7,6 +7,7 @@ from .checkpoint import CheckpointError
 from .classifier import Classifier
 from .cw import CW
 from .evaluate import evaluate
+from .measure import Measurement, measure
 from .fgsm import FGSM
 from .foolbox_bridge import FoolboxAttack, foolbox_attack_names
 from .losses import attack_loss, cw_margin, is_adversarial
@@ -22,5 +23,5 @@ __all__ = [
     "attack_loss", "available_attacks", "builtin_models", "create_module", "cw_margin", "flat_norm",
     "frozen_eval", "is_adversarial", "make_attack", "random_targets", "register_attack", "register_model",
     "FGSM", "PGD", "CW", "RandomNoise", "FoolboxAttack", "foolbox_attack_names", "AttackResult", "Report",
-    "evaluate", "attack_grid", "image_grid", "plot_eps_curves",
+    "evaluate", "Measurement", "measure", "attack_grid", "image_grid", "plot_eps_curves",
 ]
