@@ -3,13 +3,16 @@
 ``attack(model, x, y, *, target=None) -> x_adv``: x in [0, 1] of shape (N, C, H, W), y int64 labels.
 The result is a new tensor inside the threat model and the pixel bounds; x and the model's weights
 are untouched; the model's train/eval mode and its parameters' ``requires_grad`` flags are restored.
-A subclass implements only ``run`` (torchattacks' split; foolbox's final ``__call__``).
+A subclass declares its flags as class variables and implements only ``run`` (torchattacks' split;
+foolbox's final ``__call__``). ``generate`` is the trusted entry of library-internal loops.
 """
 from __future__ import annotations
 
 import contextlib
+import copy
 from collections.abc import Callable, Iterator
-from typing import ClassVar, Protocol, runtime_checkable
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol, final, runtime_checkable
 
 import torch
 from torch import nn
@@ -21,7 +24,8 @@ from .threat import ThreatModel
 
 @runtime_checkable
 class AttackLike(Protocol):
-    def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, target: torch.Tensor | None = None) -> torch.Tensor: ...
+    def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, *,
+                 target: torch.Tensor | None = None) -> torch.Tensor: ...
 
 
 @contextlib.contextmanager
@@ -54,12 +58,18 @@ def random_targets(y: torch.Tensor, num_classes: int, generator: torch.Generator
 
 
 class Attack:
-    """Base class of every attack. Subclasses set ``name`` and implement ``run``."""
+    """Base class of every attack. Subclasses set the class variables below and implement ``run``."""
 
+    #: registry / report name
     name: ClassVar[str] = "attack"
     supports_targeted: ClassVar[bool] = True
-    #: True when the attack guarantees the threat model itself (e.g. minimal-norm attacks report their own)
-    needs_projection: ClassVar[bool] = True
+    supports_untargeted: ClassVar[bool] = True
+    #: evaluate(): at a budget large enough, a working attack of this kind fools ~every input
+    strong: ClassVar[bool] = False
+    #: False for gradient-free attacks (score- or decision-based search, random noise)
+    uses_gradients: ClassVar[bool] = True
+    #: False when the attack never looks at the model's outputs (random noise): not a search
+    queries_model: ClassVar[bool] = True
 
     def __init__(self, eps: float = 0.3, norm: str = "linf", *, bounds: tuple[float, float] = (0.0, 1.0)) -> None:
         self.threat = ThreatModel(norm=norm, eps=eps, bounds=bounds)
@@ -74,8 +84,6 @@ class Attack:
 
     def with_eps(self, eps: float) -> Attack:
         """A copy of this attack with another budget (used by epsilon sweeps)."""
-        import copy
-
         other = copy.copy(self)
         other.threat = ThreatModel(norm=self.threat.norm, eps=eps, bounds=self.threat.bounds)
         other._on_eps_change()
@@ -84,20 +92,22 @@ class Attack:
     def _on_eps_change(self) -> None:
         """Hook for subclasses whose step sizes derive from eps."""
 
-    def describe(self) -> dict:
+    def describe(self) -> dict[str, Any]:
         """JSON-able description for reports."""
         return {"name": self.name, **self.threat.to_dict()}
 
     # ------------------------------------------------------------------ the protocol
-    def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, target: torch.Tensor | None = None) -> torch.Tensor:
+    @final
+    def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, *,
+                 target: torch.Tensor | None = None) -> torch.Tensor:
+        """Validate, freeze the model, ``run``, project into the threat model, restore the model's modes."""
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module (e.g. attacks.Classifier), got {type(model).__name__}.")
+        self._check_call(target)
         x = check_images(x, channels=data_chans_of(model), bounds=self.threat.bounds)
         num_classes = num_classes_of(model)
         y = check_labels(y, x.shape[0], num_classes)
         if target is not None:
-            if not self.supports_targeted:
-                raise ValueError(f"{type(self).__name__} does not support targeted attacks; call it without target=.")
             target = check_targets(target, y, num_classes)
         device = _device_of(model, x)
         x_in = x.detach().to(device)
@@ -105,10 +115,36 @@ class Attack:
         t_in = target.to(device) if target is not None else None
         with frozen_eval(model):
             _check_logits_shape(model, x_in, num_classes)
-            x_adv = self.run(model, x_in, y_in, t_in)
-            if self.needs_projection:
-                x_adv = self.threat.project(x_in, x_adv.detach())
-        return x_adv.detach().to(device=x.device, dtype=x.dtype)
+            x_adv = self._run_projected(model, x_in, y_in, t_in)
+        return x_adv.to(device=x.device, dtype=x.dtype)
+
+    @final
+    def generate(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                 target: torch.Tensor | None = None) -> torch.Tensor:
+        """The trusted entry for library loops whose batches were validated already (e.g. training).
+
+        No input validation and no logits-shape probe; x, y (and target) must be on the model's
+        device. The same freezing (eval, no parameter gradients, modes restored), projection and
+        detach as ``__call__``.
+        """
+        with frozen_eval(model):
+            return self._run_projected(model, x.detach(), y, target)
+
+    def _run_projected(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                       target: torch.Tensor | None) -> torch.Tensor:
+        out = self.run(model, x, y, target)
+        if not isinstance(out, torch.Tensor) or out.shape != x.shape:
+            got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+            raise ValueError(f"{type(self).__name__}.run returned {got} for inputs of shape {tuple(x.shape)}; "
+                             "an attack must return a tensor of the input's shape.")
+        return self.threat.project(x, out.detach().to(x.dtype)).detach()
+
+    def _check_call(self, target: torch.Tensor | None) -> None:
+        """Hook for adapters: refuse a call mode (targeted / untargeted) before any work."""
+        if target is not None and not self.supports_targeted:
+            raise ValueError(f"{type(self).__name__} does not support targeted attacks; call it without target=.")
+        if target is None and not self.supports_untargeted:
+            raise ValueError(f"{type(self).__name__} only supports targeted attacks; pass target=.")
 
     def run(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:
         """The algorithm: model is frozen and in eval mode, inputs are validated and on the model's device."""
@@ -116,6 +152,38 @@ class Attack:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(eps={self.eps:g}, norm={self.norm!r})"
+
+
+@dataclass(frozen=True)
+class AttackTraits:
+    """What ``evaluate()`` knows about an attack: its declared flags, or safe defaults for a plain callable."""
+
+    name: str
+    eps: float
+    norm: str
+    threat: ThreatModel
+    supports_targeted: bool = True
+    supports_untargeted: bool = True
+    strong: bool = False
+    uses_gradients: bool = True
+    queries_model: bool = True
+
+    @property
+    def gradient_free_search(self) -> bool:
+        """A score- or decision-based search (Square, Boundary...): gradient-free but not random noise."""
+        return not self.uses_gradients and self.queries_model
+
+
+def traits_of(attack: object) -> AttackTraits:
+    """The flags of an ``Attack``; for any other callable with ``eps``/``norm``: conservative defaults
+    (not strong, treated as a gradient attack, the [0, 1] pixel box)."""
+    if isinstance(attack, Attack):
+        cls = type(attack)
+        return AttackTraits(cls.name, attack.eps, attack.norm, attack.threat, cls.supports_targeted,
+                            cls.supports_untargeted, cls.strong, cls.uses_gradients, cls.queries_model)
+    eps, norm = getattr(attack, "eps"), getattr(attack, "norm")  # noqa: B009 (callers checked hasattr)
+    threat = ThreatModel(norm=norm, eps=eps)
+    return AttackTraits(type(attack).__name__, threat.eps, threat.norm, threat)
 
 
 def _check_logits_shape(model: nn.Module, x: torch.Tensor, num_classes: int | None) -> None:
@@ -142,28 +210,33 @@ def _device_of(model: nn.Module, x: torch.Tensor) -> torch.device:
 
 # ---------------------------------------------------------------------- registry
 _ATTACKS: dict[str, Callable[..., Attack]] = {}
+_PREFIXES: dict[str, Callable[..., Attack]] = {}
 
 
-def register_attack(name: str) -> Callable[[type], type]:
-    def deco(cls: type) -> type:
+def register_attack(name: str) -> Callable[[type[Attack]], type[Attack]]:
+    """Class decorator: make ``make_attack(name, **kwargs)`` build this attack."""
+    def deco(cls: type[Attack]) -> type[Attack]:
         _ATTACKS[name] = cls
         return cls
 
     return deco
 
 
+def register_attack_prefix(prefix: str, factory: Callable[..., Attack]) -> None:
+    """``make_attack(f"{prefix}:{arg}", **kwargs)`` calls ``factory(arg, **kwargs)`` (e.g. ``foolbox:LinfPGD``)."""
+    _PREFIXES[prefix] = factory
+
+
 def available_attacks() -> list[str]:
     return sorted(_ATTACKS)
 
 
-def make_attack(name: str, **kwargs) -> Attack:
+def make_attack(name: str, **kwargs: Any) -> Attack:
     """Build an attack by name (``"pgd"``, ``"fgsm"``, ``"cw"``, ``"noise"``, ``"foolbox:LinfPGD"``...)."""
-    if name.startswith("foolbox:"):
-        from .foolbox_bridge import FoolboxAttack
-
-        return FoolboxAttack(name.split(":", 1)[1], **kwargs)
+    prefix, sep, rest = name.partition(":") if isinstance(name, str) else ("", "", "")
+    if sep and prefix in _PREFIXES:
+        return _PREFIXES[prefix](rest, **kwargs)
     if name not in _ATTACKS:
-        raise ValueError(
-            f"unknown attack {name!r}; valid: {', '.join(available_attacks())}, or foolbox:<AttackName>."
-        )
+        prefixes = "".join(f", or {p}:<AttackName>" for p in sorted(_PREFIXES))
+        raise ValueError(f"unknown attack {name!r}; valid: {', '.join(available_attacks())}{prefixes}.")
     return _ATTACKS[name](**kwargs)

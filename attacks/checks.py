@@ -140,6 +140,27 @@ def check_positive_int(value: object, name: str, *, minimum: int = 1) -> int:
     return value
 
 
+def check_number(value: object, name: str, *, positive: bool = False, minimum: float | None = None,
+                 maximum: float | None = None, hint: str = "") -> float:
+    """A finite real number (not bool), optionally > 0 or within [minimum, maximum]; returns it as float."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__} ({value!r}).{hint}")
+    v = float(value)
+    if not math.isfinite(v):
+        raise ValueError(f"{name} must be a finite number, got {value!r}.{hint}")
+    if positive and not v > 0:
+        raise ValueError(f"{name} must be a positive number, got {value!r}.{hint}")
+    if (minimum is not None and v < minimum) or (maximum is not None and v > maximum):
+        if minimum is None:
+            want = f"<= {maximum:g}"
+        elif maximum is None:
+            want = f">= {minimum:g}"
+        else:
+            want = f"in [{minimum:g}, {maximum:g}]"
+        raise ValueError(f"{name} must be {want}, got {value!r}.{hint}")
+    return v
+
+
 def check_fraction(value: object, name: str, *, allow_zero: bool = True) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{name} must be a number in [0, 1], got {type(value).__name__}.")
@@ -153,7 +174,8 @@ def check_choice(value: object, name: str, choices: Iterable[str]) -> str:
     choices = list(choices)
     if value not in choices:
         raise ValueError(f"unknown {name} {value!r}; valid choices: {', '.join(map(str, choices))}.")
-    return value  # type: ignore[return-value]
+    assert isinstance(value, str)
+    return value
 
 
 def looks_like_probabilities(out: torch.Tensor) -> bool:
@@ -164,7 +186,7 @@ def looks_like_probabilities(out: torch.Tensor) -> bool:
     return bool((out >= 0).all() and (out <= 1).all() and torch.allclose(out.sum(1), torch.ones_like(out[:, 0]), atol=1e-3))
 
 
-def resolve_device(name: str = "auto"):
+def resolve_device(name: str | torch.device | None = "auto") -> torch.device:
     """'auto' -> cuda if available else cpu; a clear error for an unavailable device."""
     if name in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")

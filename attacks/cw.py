@@ -7,20 +7,19 @@ default), so a C&W example larger than eps is shrunk and may stop fooling the mo
 """
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
 from .base import Attack, input_gradient, register_attack
-from .checks import check_positive_int
+from .checks import check_number, check_positive_int
 from .losses import cw_margin
 
 _CLAMP = 1 - 1e-6
 
 
-def _positive(v: object, name: str, *, allow_zero: bool = False) -> float:
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not (v >= 0 if allow_zero else v > 0):
-        raise ValueError(f"{name} must be a {'non-negative' if allow_zero else 'positive'} number, got {v!r}.")
-    return float(v)
+_C_MAX = 1e10  # the binary search's ceiling on the trade-off constant (and its "not found yet" sentinel)
 
 
 @register_attack("cw")
@@ -33,8 +32,8 @@ class CW(Attack):
         kappa: confidence margin (0: just cross the decision boundary).
         steps: Adam steps per binary-search round.
         binary_search_steps: rounds of the search over the trade-off constant c.
-        initial_const: first c.
-        lr: Adam learning rate (in tanh space).
+        initial_const: first c (finite, in (0, 1e10]).
+        lr: Adam learning rate (in tanh space, finite).
         abort_early: stop a round when the objective has not improved for ``steps // 10`` steps.
     """
 
@@ -45,14 +44,16 @@ class CW(Attack):
                  binary_search_steps: int = 5, initial_const: float = 1.0, lr: float = 0.05,
                  abort_early: bool = True, bounds: tuple[float, float] = (0.0, 1.0)) -> None:
         super().__init__(eps, norm, bounds=bounds)
-        self.kappa = _positive(kappa, "kappa", allow_zero=True)
+        # every number is checked before any work: an infinite constant or learning rate gives NaN images
+        self.kappa = check_number(kappa, "kappa", minimum=0.0)
         self.steps = check_positive_int(steps, "steps")
         self.binary_search_steps = check_positive_int(binary_search_steps, "binary_search_steps")
-        self.initial_const = _positive(initial_const, "initial_const")
-        self.lr = _positive(lr, "lr")
+        self.initial_const = check_number(initial_const, "initial_const", positive=True, maximum=_C_MAX,
+                                          hint=" C&W's usual start is 1e-3 to 10.")
+        self.lr = check_number(lr, "lr", positive=True)
         self.abort_early = bool(abort_early)
 
-    def describe(self) -> dict:
+    def describe(self) -> dict[str, Any]:
         return {**super().describe(), "kappa": self.kappa, "steps": self.steps, "binary_search_steps": self.binary_search_steps,
                 "initial_const": self.initial_const, "lr": self.lr, "abort_early": self.abort_early}
 
@@ -70,7 +71,7 @@ class CW(Attack):
         w0 = self._to_tanh(x)
         c = torch.full((n,), self.initial_const, device=dev)
         lower = torch.zeros(n, device=dev)
-        upper = torch.full((n,), 1e10, device=dev)
+        upper = torch.full((n,), _C_MAX, device=dev)
         best_l2 = torch.full((n,), float("inf"), device=dev)
         best = x.clone()
         fallback = x.clone()
@@ -113,5 +114,5 @@ class CW(Attack):
             # binary search on c: success -> smaller c, failure -> larger c
             upper = torch.where(found, torch.minimum(upper, c), upper)
             lower = torch.where(found, lower, torch.maximum(lower, c))
-            c = torch.where(upper < 1e9, (lower + upper) / 2, c * 10)
+            c = torch.where(upper < _C_MAX / 10, (lower + upper) / 2, (c * 10).clamp(max=_C_MAX))
         return torch.where(torch.isfinite(best_l2).view(-1, 1, 1, 1), best, fallback)

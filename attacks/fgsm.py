@@ -6,13 +6,15 @@ With ``random_start=True`` the step starts from a uniform point in the ball and 
 """
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
 from .base import Attack, input_gradient, register_attack
-from .checks import check_choice
+from .checks import check_choice, check_number
 from .losses import attack_loss
-from .noise import check_seed, make_generator
+from .seeding import check_seed, make_generator
 
 
 @register_attack("fgsm")
@@ -34,12 +36,10 @@ class FGSM(Attack):
                  step_size: float | None = None, loss: str = "ce", seed: int | None = None,
                  bounds: tuple[float, float] = (0.0, 1.0)) -> None:
         super().__init__(eps, norm, bounds=bounds)
-        if step_size is not None and (isinstance(step_size, bool) or not isinstance(step_size, (int, float)) or not step_size > 0):
-            raise ValueError(f"step_size must be a positive number or None, got {step_size!r}.")
         self.random_start = bool(random_start)
         self.loss = check_choice(loss, "loss", ("ce", "margin"))
         self.seed = check_seed(seed)
-        self._step_size = None if step_size is None else float(step_size)
+        self._step_size = None if step_size is None else check_number(step_size, "step_size", positive=True)
 
     @property
     def step_size(self) -> float:
@@ -47,7 +47,7 @@ class FGSM(Attack):
             return self._step_size
         return 1.25 * self.eps if self.random_start else self.eps
 
-    def describe(self) -> dict:
+    def describe(self) -> dict[str, Any]:
         return {**super().describe(), "random_start": self.random_start, "step_size": self.step_size,
                 "loss": self.loss, "seed": self.seed}
 

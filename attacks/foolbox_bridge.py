@@ -5,17 +5,21 @@
 its normalization, and the base class has frozen its parameters (eval mode, ``requires_grad=False``),
 so foolbox's ``loss.backward()`` cannot leave gradients in the model. Foolbox's clipped result is
 projected once more into our threat model by the base class.
+
+Each foolbox class gets its own subclass of ``FoolboxAttack`` (built once, cached), so the flags are
+class variables that tell the truth about that foolbox attack (targeted or not, gradient-free...).
 """
 from __future__ import annotations
 
+import functools
 import inspect
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
-from .base import Attack
-from .noise import check_seed
+from .base import Attack, register_attack_prefix
+from .seeding import check_seed
 
 # attacks whose foolbox implementation ignores or refuses TargetedMisclassification
 _UNTARGETED_ONLY = {
@@ -23,6 +27,15 @@ _UNTARGETED_ONLY = {
     "NewtonFoolAttack", "VirtualAdversarialAttack", "L2DeepFoolAttack", "LinfDeepFoolAttack",
 }
 _TARGETED_ONLY = {"GenAttack"}
+# score- / decision-based searches (they never ask for a gradient)
+_GRADIENT_FREE = {
+    "BoundaryAttack", "HopSkipJumpAttack", "GenAttack", "PointwiseAttack", "SaltAndPepperNoiseAttack",
+    "BinarySearchContrastReductionAttack", "LinearSearchContrastReductionAttack", "LinearSearchBlendedUniformNoiseAttack",
+    "GaussianBlurAttack", "InversionAttack", "DatasetAttack", "BinarizationRefinementAttack", "SpatialAttack",
+    "L2ContrastReductionAttack",
+}
+# random noise: a baseline, not a search
+_NOISE = {"BaseAdditiveNoiseAttack", "BaseRepeatedAdditiveNoiseAttack"}
 
 
 def foolbox_attack_names() -> list[str]:
@@ -48,7 +61,8 @@ def foolbox_attack_class(name: str) -> type:
         raise ValueError(f"unknown foolbox attack {name!r}.{hint} Valid names: {', '.join(names)}.")
     import foolbox.attacks as fa
 
-    return getattr(fa, name)
+    found: type = getattr(fa, name)
+    return found
 
 
 def _norm_of(distance: Any) -> str | None:
@@ -76,7 +90,15 @@ class FoolboxAttack(Attack):
     """
 
     name = "foolbox"
-    strong = False
+
+    fb_class: ClassVar[type | None] = None  # set on the per-foolbox-class subclasses
+
+    def __new__(cls, name: str | None = None, *args: Any, **kwargs: Any) -> FoolboxAttack:
+        if cls.fb_class is None:  # FoolboxAttack(...) itself: pick the subclass of this foolbox attack
+            if name is None:
+                raise TypeError("FoolboxAttack needs the foolbox attack's class name, e.g. FoolboxAttack('LinfPGD', eps=0.3).")
+            cls = _flavour(foolbox_attack_class(name))
+        return object.__new__(cls)
 
     def __init__(self, name: str, eps: float = 0.3, *, norm: str | None = None, seed: int | None = None,
                  bounds: tuple[float, float] = (0.0, 1.0), **kwargs: Any) -> None:
@@ -84,7 +106,7 @@ class FoolboxAttack(Attack):
         self.seed = check_seed(seed)
         import foolbox
 
-        params = inspect.signature(cls.__init__).parameters
+        params = inspect.signature(cls).parameters
         if "distance" in params and "distance" not in kwargs and norm is not None:
             kwargs["distance"] = foolbox.distances.linf if norm == "linf" else foolbox.distances.l2
         elif "distance" in params and "distance" not in kwargs:
@@ -94,7 +116,7 @@ class FoolboxAttack(Attack):
             attack = cls(**kwargs)
         except TypeError as e:
             raise TypeError(f"foolbox {name} does not accept these arguments ({e}); its signature is "
-                            f"{cls.__name__}{inspect.signature(cls.__init__)}.") from None
+                            f"{cls.__name__}{inspect.signature(cls)}.") from None
         except ImportError as e:
             raise ImportError(f"foolbox {name} needs an extra package: {e}. Install it or choose another attack.") from e
         dist = getattr(attack, "_distance", None) or _safe_distance(attack)
@@ -109,30 +131,27 @@ class FoolboxAttack(Attack):
         self.fb_kwargs = {k: v for k, v in kwargs.items() if k != "distance"}
         self.fb_attack = attack
         self.uses_epsilons = isinstance(attack, foolbox.attacks.base.AttackWithDistance)
-        base_names = {c.__name__ for c in cls.__mro__}
-        self.supports_targeted = not (base_names & _UNTARGETED_ONLY)
-        self.supports_untargeted = not (base_names & _TARGETED_ONLY)
-        self.strong = any(k in cls.__name__ for k in ("ProjectedGradientDescent", "BasicIterative"))
 
-    def describe(self) -> dict:
+    def describe(self) -> dict[str, Any]:
         kw = {k: v if isinstance(v, (int, float, str, bool, type(None))) else repr(v) for k, v in self.fb_kwargs.items()}
         return {**super().describe(), "name": f"foolbox:{self.fb_name}", "foolbox_kwargs": kw, "seed": self.seed}
 
     def __repr__(self) -> str:
         return f"FoolboxAttack({self.fb_name!r}, eps={self.eps:g}, norm={self.norm!r})"
 
-    def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, target: torch.Tensor | None = None) -> torch.Tensor:
+    def _check_call(self, target: torch.Tensor | None) -> None:
         if target is not None and not self.supports_targeted:
             raise ValueError(f"foolbox {self.fb_name} does not support targeted attacks; call it without target= or "
                              "use e.g. FoolboxAttack('LinfPGD', ...) / our PGD for targeted runs.")
         if target is None and not self.supports_untargeted:
             raise ValueError(f"foolbox {self.fb_name} only supports targeted attacks; pass target=.")
-        return super().__call__(model, x, y, target=target)
 
     def run(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:
         import foolbox
+        from foolbox.models.pytorch import PyTorchModel
 
-        fmodel = foolbox.PyTorchModel(model, bounds=self.threat.bounds, device=x.device)
+        fmodel = PyTorchModel(model, bounds=self.threat.bounds, device=x.device)
+        criterion: Any
         if target is not None:
             criterion = foolbox.criteria.TargetedMisclassification(target)
         else:
@@ -151,7 +170,33 @@ class FoolboxAttack(Attack):
                     raise ValueError(f"foolbox {self.fb_name} does not support this criterion "
                                      f"({'targeted' if target is not None else 'untargeted'}).") from e
                 raise
-        return clipped.to(x.dtype)
+        out: torch.Tensor = clipped.to(x.dtype)
+        return out
+
+
+@functools.cache
+def _flavour(fb_cls: type) -> type[FoolboxAttack]:
+    """The subclass of FoolboxAttack for one foolbox attack class, with its flags as class variables."""
+    names = {c.__name__ for c in fb_cls.__mro__}
+    noise = bool(names & _NOISE)
+    flags = {
+        "fb_class": fb_cls,
+        "supports_targeted": not (names & _UNTARGETED_ONLY),
+        "supports_untargeted": not (names & _TARGETED_ONLY),
+        "strong": any(k in fb_cls.__name__ for k in ("ProjectedGradientDescent", "BasicIterative")),
+        "uses_gradients": not (noise or names & _GRADIENT_FREE),
+        "queries_model": not noise,
+        "__module__": __name__,
+        "__doc__": f"FoolboxAttack running foolbox's {fb_cls.__name__}.",
+    }
+    return type(f"FoolboxAttack_{fb_cls.__name__}", (FoolboxAttack,), flags)
+
+
+def _factory(name: str, **kwargs: Any) -> FoolboxAttack:
+    return FoolboxAttack(name, **kwargs)
+
+
+register_attack_prefix("foolbox", _factory)
 
 
 def _safe_distance(attack: Any) -> Any:

@@ -1,32 +1,20 @@
 """Random-noise "attack": a random perturbation of the budget's norm (a baseline and augmentation source).
 
-Also home of the seeding helpers every randomized attack uses: a ``torch.Generator`` on the input's
-device, seeded per call, so the same attack on the same inputs gives the same result.
+The seeding helpers every randomized attack uses live in ``attacks.seeding`` and are re-exported here.
 """
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 from torch import nn
 
 from .base import Attack, register_attack
 from .checks import check_choice
+from .seeding import check_seed, make_generator
 from .threat import _bcast, flat_norm
 
 _TINY = 1e-12
-
-
-def check_seed(seed: object) -> int | None:
-    """``seed`` must be an int or None."""
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-        raise TypeError(f"seed must be an int or None, got {type(seed).__name__} ({seed!r}).")
-    return seed  # type: ignore[return-value]
-
-
-def make_generator(device: torch.device, seed: int | None) -> torch.Generator | None:
-    """A torch.Generator on ``device`` seeded with ``seed`` (``None`` -> the global RNG is used)."""
-    if seed is None:
-        return None
-    return torch.Generator(device=device).manual_seed(int(seed))
 
 
 @register_attack("noise")
@@ -41,6 +29,8 @@ class RandomNoise(Attack):
     """
 
     name = "noise"
+    uses_gradients = False
+    queries_model = False
 
     def __init__(self, eps: float = 0.3, norm: str = "linf", *, kind: str = "sphere", seed: int | None = None,
                  bounds: tuple[float, float] = (0.0, 1.0)) -> None:
@@ -48,7 +38,7 @@ class RandomNoise(Attack):
         self.kind = check_choice(kind, "kind", ("sphere", "ball"))
         self.seed = check_seed(seed)
 
-    def describe(self) -> dict:
+    def describe(self) -> dict[str, Any]:
         return {**super().describe(), "kind": self.kind, "seed": self.seed}
 
     def run(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:
@@ -60,3 +50,6 @@ class RandomNoise(Attack):
             return x + (2 * bits - 1) * self.eps
         g = torch.randn(x.shape, device=x.device, dtype=x.dtype, generator=gen)
         return x + g * _bcast(self.eps / (flat_norm(g, "l2") + _TINY), g)
+
+
+__all__ = ["RandomNoise", "check_seed", "make_generator"]

@@ -1,7 +1,9 @@
 """The threat model: which perturbations count as an attack (norm, budget, pixel bounds)."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -13,15 +15,32 @@ _TINY = 1e-12
 def flat_norm(delta: torch.Tensor, norm: str) -> torch.Tensor:
     """Per-sample norm of a batch of perturbations, shape (N,)."""
     flat = delta.reshape(delta.shape[0], -1)
+    out: torch.Tensor
     if norm == "linf":
-        return flat.abs().amax(dim=1)
-    if norm == "l2":
-        return flat.norm(p=2, dim=1)
-    raise ValueError(f"unknown norm {norm!r}; choose 'linf' or 'l2'.")
+        out = flat.abs().amax(dim=1)
+    elif norm == "l2":
+        out = flat.norm(p=2, dim=1)
+    else:
+        raise ValueError(f"unknown norm {norm!r}; choose 'linf' or 'l2'.")
+    return out
 
 
 def _bcast(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return v.view(-1, *([1] * (like.dim() - 1)))
+
+
+def check_bounds(bounds: object) -> tuple[float, float]:
+    """Pixel bounds must be two finite numbers (low, high) with low < high."""
+    ok = isinstance(bounds, (tuple, list)) and len(bounds) == 2 and all(
+        isinstance(b, (int, float)) and not isinstance(b, bool) for b in bounds)
+    if not ok:
+        raise TypeError(f"bounds must be a pair of numbers (low, high), e.g. (0.0, 1.0), got {bounds!r}.")
+    lo, hi = float(bounds[0]), float(bounds[1])  # type: ignore[index]
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise ValueError(f"bounds must be finite (low, high), e.g. (0.0, 1.0), got {bounds!r}.")
+    if not lo < hi:
+        raise ValueError(f"bounds must be (low, high) with low < high, got {bounds!r}.")
+    return lo, hi
 
 
 @dataclass(frozen=True)
@@ -37,10 +56,7 @@ class ThreatModel:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "eps", check_eps(self.eps, self.norm))
-        lo, hi = self.bounds
-        if not lo < hi:
-            raise ValueError(f"bounds must be (low, high) with low < high, got {self.bounds}.")
-        object.__setattr__(self, "bounds", (float(lo), float(hi)))
+        object.__setattr__(self, "bounds", check_bounds(self.bounds))
 
     def project_delta(self, delta: torch.Tensor) -> torch.Tensor:
         """Project perturbations into the norm ball (no pixel clipping)."""
@@ -51,13 +67,27 @@ class ThreatModel:
         return delta * _bcast(factor, delta)
 
     def project(self, x: torch.Tensor, x_adv: torch.Tensor) -> torch.Tensor:
-        """Return the point inside the threat model (ball ∩ bounds) nearest to ``x_adv`` (exact for L-inf)."""
-        delta = self.project_delta(x_adv - x)
-        out = (x + delta).clamp(*self.bounds)
-        if self.norm == "l2":  # clipping only shrinks |delta| per pixel, so the ball still holds
-            out = x + self.project_delta(out - x)
-            out = out.clamp(*self.bounds)
-        return out
+        """Return the point inside the threat model (ball ∩ bounds) nearest to ``x_adv`` (exact for L-inf).
+
+        Idempotent to the bit: a point the projection returned is returned unchanged (so projecting
+        an attack's already projected iterate once more changes nothing).
+        """
+        lo, hi = self.bounds
+        if self.norm == "linf":
+            return torch.minimum(torch.maximum(x_adv, x - self.eps), x + self.eps).clamp(lo, hi)
+        out = self._l2_shrink(x, x_adv, 1.0).clamp(lo, hi)
+        # rounding can leave a scaled point a hair outside the ball: shrink those once more, and fall
+        # back to x itself (inside every threat model) if even that fails (eps near float resolution)
+        out = self._l2_shrink(x, out, 1.0 - 1e-5).clamp(lo, hi)
+        inside = flat_norm(out - x, "l2") <= self.eps
+        return torch.where(_bcast(inside, out), out, x)
+
+    def _l2_shrink(self, x: torch.Tensor, x_adv: torch.Tensor, safety: float) -> torch.Tensor:
+        """Points outside the L2 ball scaled onto it (times ``safety``); points inside left bit-identical."""
+        delta = x_adv - x
+        n = flat_norm(delta, "l2")
+        scaled = x + delta * _bcast(self.eps * safety / (n + _TINY), delta)
+        return torch.where(_bcast(n <= self.eps, delta), x_adv, scaled)
 
     def contains(self, x: torch.Tensor, x_adv: torch.Tensor, *, tol: float = 1e-5) -> torch.Tensor:
         """Per-sample bool: is ``x_adv`` inside the ball and the bounds?"""
@@ -84,5 +114,5 @@ class ThreatModel:
             return grad.sign()
         return grad / _bcast(flat_norm(grad, "l2") + _TINY, grad)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {"norm": self.norm, "eps": self.eps, "bounds": list(self.bounds)}
