@@ -2,26 +2,39 @@
 
 Knows nothing of GANs. Everything here works on pixels in [0, 1].
 """
-from .base import Attack, AttackLike, available_attacks, frozen_eval, make_attack, random_targets, register_attack
+from .base import (
+    Attack,
+    AttackLike,
+    AttackTraits,
+    available_attacks,
+    frozen_eval,
+    make_attack,
+    random_targets,
+    register_attack,
+    traits_of,
+)
 from .checkpoint import CheckpointError
 from .classifier import Classifier
 from .cw import CW
 from .evaluate import evaluate
-from .measure import Measurement, measure
 from .fgsm import FGSM
 from .foolbox_bridge import FoolboxAttack, foolbox_attack_names
 from .losses import attack_loss, cw_margin, is_adversarial
+from .measure import Measurement, measure
 from .models import builtin_models, create_module, register_model
 from .noise import RandomNoise
 from .pgd import PGD
 from .plots import attack_grid, image_grid, plot_eps_curves
 from .report import AttackResult, Report
+from .ssim import ssim
 from .threat import ThreatModel, flat_norm
+from .transfer import TransferResult, transfer
 
 __all__ = [
-    "Attack", "AttackLike", "CheckpointError", "Classifier", "ThreatModel",
+    "Attack", "AttackLike", "AttackTraits", "CheckpointError", "Classifier", "ThreatModel",
     "attack_loss", "available_attacks", "builtin_models", "create_module", "cw_margin", "flat_norm",
-    "frozen_eval", "is_adversarial", "make_attack", "random_targets", "register_attack", "register_model",
+    "frozen_eval", "is_adversarial", "make_attack", "random_targets", "register_attack", "register_model", "traits_of",
     "FGSM", "PGD", "CW", "RandomNoise", "FoolboxAttack", "foolbox_attack_names", "AttackResult", "Report",
-    "evaluate", "Measurement", "measure", "attack_grid", "image_grid", "plot_eps_curves",
+    "evaluate", "Measurement", "measure", "attack_grid", "image_grid", "plot_eps_curves", "ssim",
+    "TransferResult", "transfer",
 ]

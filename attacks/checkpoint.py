@@ -24,7 +24,7 @@ class CheckpointError(ValueError):
     """A checkpoint is missing, truncated, of the wrong kind or unsafe to load."""
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
     """Write ``data`` to ``path`` atomically (temp file + fsync + rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -42,12 +42,13 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     return path
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def save_json(path: str | os.PathLike, obj: Any) -> Path:
-    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
+def save_json(path: str | os.PathLike[str], obj: Any, *, sort_keys: bool = True) -> Path:
+    """Write ``obj`` as indented JSON (atomic); ``sort_keys=False`` keeps the dict's own order."""
+    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=sort_keys, default=_json_default) + "\n")
 
 
 def _json_default(o: Any) -> Any:
@@ -62,7 +63,7 @@ def _json_default(o: Any) -> Any:
     raise TypeError(f"cannot serialise {type(o).__name__} to JSON")
 
 
-def load_json(path: str | os.PathLike, *, what: str = "checkpoint") -> dict:
+def load_json(path: str | os.PathLike[str], *, what: str = "checkpoint") -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{what}: {path} does not exist. Point to a directory written by .save().")
@@ -75,13 +76,13 @@ def load_json(path: str | os.PathLike, *, what: str = "checkpoint") -> dict:
     return obj
 
 
-def save_tensors(path: str | os.PathLike, tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str] | None = None) -> Path:
+def save_tensors(path: str | os.PathLike[str], tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str] | None = None) -> Path:
     """Save a flat dict of tensors as safetensors, atomically. Shared storage is cloned apart."""
     flat = {k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}
     return atomic_write_bytes(path, st_save_bytes(flat, metadata=dict(metadata) if metadata else None))
 
 
-def load_tensors(path: str | os.PathLike, *, what: str = "checkpoint", device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+def load_tensors(path: str | os.PathLike[str], *, what: str = "checkpoint", device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
     """Load a safetensors file; pickle files are refused without being opened by an unpickler."""
     path = Path(path)
     if path.suffix.lower() in PICKLE_SUFFIXES:
@@ -133,7 +134,7 @@ def load_state_dict_into(module: torch.nn.Module, tensors: Mapping[str, torch.Te
     module.load_state_dict(sd, strict=True)
 
 
-def check_kind(config: Mapping[str, Any], expected: str, path: str | os.PathLike) -> None:
+def check_kind(config: Mapping[str, Any], expected: str, path: str | os.PathLike[str]) -> None:
     """Refuse a config.json written by another component (e.g. an AdvGAN dir passed as a classifier)."""
     kind = config.get("kind")
     if kind != expected:
@@ -160,13 +161,13 @@ def set_rng_state(tensors: Mapping[str, torch.Tensor]) -> None:
             torch.cuda.set_rng_state_all([c.to(torch.uint8).cpu() for c in cuda])
 
 
-def optimizer_to_tensors(opt: torch.optim.Optimizer, prefix: str) -> tuple[dict[str, torch.Tensor], dict]:
+def optimizer_to_tensors(opt: torch.optim.Optimizer, prefix: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Split an optimizer state_dict into tensors (safetensors) and a JSON-able skeleton."""
     sd = opt.state_dict()
     tensors: dict[str, torch.Tensor] = {}
-    state_meta: dict[str, dict] = {}
+    state_meta: dict[str, dict[str, Any]] = {}
     for pid, st in sd["state"].items():
-        meta = {}
+        meta: dict[str, Any] = {}
         for k, v in st.items():
             if isinstance(v, torch.Tensor):
                 tensors[f"{prefix}.{pid}.{k}"] = v

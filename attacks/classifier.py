@@ -51,6 +51,10 @@ class Classifier(nn.Module):
         arch: how to rebuild the module for ``load`` (set by ``create``/``from_timm``).
     """
 
+    mean: torch.Tensor
+    std: torch.Tensor
+    input_size: tuple[int, ...] | None
+
     def __init__(
         self,
         module: nn.Module,
@@ -165,7 +169,7 @@ class Classifier(nn.Module):
         elif isinstance(input_size, str):
             raise ValueError(f"input_size must be 'auto', 'config', (H, W) or None, got {input_size!r}.")
         else:
-            size = input_size
+            size = None if input_size is None else tuple(input_size)
         arch = {"source": "timm", "name": name, "kwargs": timm_kwargs}
         return cls(
             module, num_classes,
@@ -188,7 +192,8 @@ class Classifier(nn.Module):
         return (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.module(self.preprocess(x))
+        out: torch.Tensor = self.module(self.preprocess(x))
+        return out
 
     def check_input(self, x: Any, name: str = "x") -> torch.Tensor:
         """Raise a clear error unless ``x`` is a valid (N, data_chans, H, W) batch in [0, 1]."""
@@ -236,7 +241,9 @@ class Classifier(nn.Module):
 
     @property
     def device(self) -> torch.device:
-        return next(iter(self.parameters()), self.mean).device
+        for p in self.parameters():
+            return p.device
+        return self.mean.device
 
     # ------------------------------------------------------------------ persistence
     def config(self) -> dict[str, Any]:
@@ -284,7 +291,8 @@ class Classifier(nn.Module):
             if arch.get("source") == "timm":
                 import timm
 
-                module = timm.create_model(arch["name"], num_classes=num_classes, in_chans=in_chans, pretrained=False, **arch.get("kwargs", {}))
+                module = timm.create_model(arch["name"], num_classes=num_classes, in_chans=in_chans, pretrained=False,
+                                           **arch.get("kwargs", {}))
             else:
                 module = create_module(arch["name"], num_classes=num_classes, in_chans=in_chans, **arch.get("kwargs", {}))
         tensors = load_tensors(d / "model.safetensors", what="classifier")

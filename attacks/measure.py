@@ -63,13 +63,13 @@ def _model_device(model: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
-def _sharded(loader: Iterable) -> bool:
+def _sharded(loader: Iterable[Any]) -> bool:
     sampler = getattr(loader, "sampler", None)
     inner = getattr(sampler, "sampler", None)
     return isinstance(sampler, torch.utils.data.DistributedSampler) or isinstance(inner, torch.utils.data.DistributedSampler)
 
 
-def measure(model: nn.Module, loader: Iterable, attack: AttackFn | None = None, *, targeted: bool = False,
+def measure(model: nn.Module, loader: Iterable[Any], attack: AttackFn | None = None, *, targeted: bool = False,
             max_batches: int | None = None, seed: int = 0, device: torch.device | str | None = None) -> Measurement:
     """Clean accuracy and (with ``attack``) robust accuracy / success rate of ``model`` over ``loader``.
 

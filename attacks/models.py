@@ -6,6 +6,7 @@ normalized images to logits. Names not registered here are passed to ``timm.crea
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -29,7 +30,7 @@ def is_builtin(name: str) -> bool:
     return name in _REGISTRY
 
 
-def create_module(name: str, *, num_classes: int, in_chans: int, **kwargs) -> nn.Module:
+def create_module(name: str, *, num_classes: int, in_chans: int, **kwargs: Any) -> nn.Module:
     """Build an architecture by name: built-in first, then timm. Unknown names raise with suggestions."""
     if name in _REGISTRY:
         return _REGISTRY[name](num_classes=num_classes, in_chans=in_chans, **kwargs)

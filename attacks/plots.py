@@ -9,13 +9,19 @@ from __future__ import annotations
 import io
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from .checkpoint import atomic_write_bytes
 
+if TYPE_CHECKING:
+    import numpy as np
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
-def _figure(figsize: tuple[float, float]):
+
+def _figure(figsize: tuple[float, float]) -> Figure:
     """A figure on the Agg canvas, without pyplot (never touches the user's global backend)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -25,13 +31,13 @@ def _figure(figsize: tuple[float, float]):
     return fig
 
 
-def _save(fig, path: str | Path) -> Path:
+def _save(fig: Figure, path: str | Path) -> Path:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
     return atomic_write_bytes(path, buf.getvalue())
 
 
-def _to_hwc(img: torch.Tensor):
+def _to_hwc(img: torch.Tensor) -> tuple[np.ndarray[Any, Any], str | None]:
     img = img.detach().float().cpu().clamp(0, 1)
     if img.shape[0] == 1:
         return img[0].numpy(), "gray"
@@ -77,9 +83,11 @@ def attack_grid(clean: torch.Tensor, advs: Mapping[str, torch.Tensor], preds_cle
     rows = 1 + 2 * len(advs)
     fig = _figure((1.3 * n + 1.2, 1.45 * rows))
     axes = fig.subplots(rows, n, squeeze=False)
-    name_of = (lambda i: label_names[int(i)] if label_names else i)  # noqa: E731
 
-    def show(ax, img, title, color="black"):
+    def name_of(i: str) -> str:
+        return label_names[int(i)] if label_names else i
+
+    def show(ax: Axes, img: torch.Tensor, title: str, color: str = "black") -> None:
         arr, cmap = _to_hwc(img)
         ax.imshow(arr, cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
         ax.set_xticks([]), ax.set_yticks([])
@@ -110,17 +118,23 @@ def image_grid(clean: torch.Tensor, adv: torch.Tensor, preds_clean: Sequence[int
 
 
 def plot_eps_curves(curves: Mapping[str, Sequence[tuple[float, float, float]]], path: str | Path, *,
-                    clean_accuracy: float | None = None, norm: str | None = None) -> Path:
-    """Robust accuracy and attack success rate vs eps; ``curves[name] = [(eps, robust_acc, asr), ...]``."""
+                    clean_accuracy: float | None = None, norm: str | None = None,
+                    highlight: Sequence[str] = ()) -> Path:
+    """Robust accuracy and attack success rate vs eps; ``curves[name] = [(eps, robust_acc, asr), ...]``.
+
+    Curves named in ``highlight`` (e.g. the worst case) are drawn first, thick and black.
+    """
     if not curves:
         raise ValueError("plot_eps_curves needs at least one curve.")
     fig = _figure((10, 3.8))
     a1, a2 = fig.subplots(1, 2)
-    for name, pts in curves.items():
-        pts = sorted(pts)
+    order = [n for n in curves if n in highlight] + [n for n in curves if n not in highlight]
+    for name in order:
+        pts = sorted(curves[name])
         eps = [p[0] for p in pts]
-        a1.plot(eps, [100 * p[1] for p in pts], marker="o", label=name)
-        a2.plot(eps, [100 * p[2] for p in pts], marker="o", label=name)
+        style: dict[str, Any] = {"color": "black", "lw": 2.5, "zorder": 3} if name in highlight else {}
+        a1.plot(eps, [100 * p[1] for p in pts], marker="o", label=name, **style)
+        a2.plot(eps, [100 * p[2] for p in pts], marker="o", label=name, **style)
     if clean_accuracy is not None:
         a1.axhline(100 * clean_accuracy, color="gray", ls="--", lw=1, label="clean")
     xl = f"eps ({norm})" if norm else "eps"

@@ -1,11 +1,18 @@
-"""The result of ``evaluate()``: numbers a person can read (Markdown, PNGs) and a machine can parse (JSON)."""
+"""The result of ``evaluate()``: numbers a person can read (Markdown, PNGs) and a machine can parse (JSON).
+
+The number to quote is ``report.worst_case().robust_accuracy``: an input counts as robust only if it
+survived every attack. It comes first in the Markdown, the JSON and the ε-curves.
+"""
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 from .checkpoint import CheckpointError, load_json, save_json
+from .report_text import WORST, markdown, summary
 
 KIND = "evaluation_report"
 FORMAT_VERSION = 1
@@ -13,12 +20,14 @@ FORMAT_VERSION = 1
 
 @dataclass(frozen=True)
 class AttackResult:
-    """One attack at one budget.
+    """One attack (or the worst case over attacks) at one budget.
 
     ``attack_success_rate``: fraction of the inputs the model classified correctly that the attack
     made it misclassify. ``robust_accuracy``: accuracy on the adversarial inputs, over all inputs.
     ``targeted_success_rate`` (targeted runs only): fraction of the correctly classified inputs
-    classified as their target. Norms are of ``x_adv - x`` over all inputs.
+    classified as their target. Norms and SSIM are of ``x_adv`` against ``x`` over all inputs.
+    ``n_invalid``: outputs evaluate() rejected (not finite, outside the bounds or the threat model);
+    they count as inputs the attack did not break.
     """
 
     name: str
@@ -34,7 +43,9 @@ class AttackResult:
     mean_l2: float
     max_l2: float
     seconds: float
-    attack: dict = field(default_factory=dict)
+    mean_ssim: float = math.nan
+    n_invalid: int = 0
+    attack: dict[str, Any] = field(default_factory=dict)
 
     @property
     def attack_success_rate(self) -> float:
@@ -54,16 +65,20 @@ class AttackResult:
     def images_per_second(self) -> float:
         return self.n / self.seconds if self.seconds > 0 else float("inf")
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        d.update(attack_success_rate=_num(self.attack_success_rate), robust_accuracy=_num(self.robust_accuracy),
-                 targeted_success_rate=_num(self.targeted_success_rate), images_per_second=_num(self.images_per_second))
+        d.update(mean_ssim=_num(self.mean_ssim), attack_success_rate=_num(self.attack_success_rate),
+                 robust_accuracy=_num(self.robust_accuracy), targeted_success_rate=_num(self.targeted_success_rate),
+                 images_per_second=_num(self.images_per_second))
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> AttackResult:
+    def from_dict(cls, d: dict[str, Any]) -> AttackResult:
         names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
+        kw = {k: v for k, v in d.items() if k in names}
+        if kw.get("mean_ssim") is None:
+            kw["mean_ssim"] = math.nan
+        return cls(**kw)
 
 
 def _num(v: float | None) -> float | None:
@@ -73,21 +88,19 @@ def _num(v: float | None) -> float | None:
     return float(v)
 
 
-def _pct(v: float | None) -> str:
-    return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.1f} %"
-
-
 class Report:
-    """Clean accuracy, per-attack results (and eps curves), sanity checks and image grids.
+    """Clean accuracy, the worst case, per-attack results (and eps curves), sanity checks and image grids.
 
-    ``report["pgd"]`` is the result at the attack's own eps; ``report.curve("pgd")`` lists
+    ``report.worst_case()`` is the worst case over all attacks at their own budgets (the number to
+    quote); ``report["pgd"]`` is one attack at its own eps; ``report.curve("pgd")`` lists
     ``(eps, AttackResult)`` over the swept budgets (sorted). ``report.flags`` holds the warnings of
-    the sanity checks, ``report.sanity`` their numbers.
+    the sanity checks and of the output verification, ``report.sanity`` their numbers.
     """
 
     def __init__(self, *, n: int, n_correct: int, results: dict[str, dict[float, AttackResult]],
-                 own_eps: dict[str, float], flags: list[str] | None = None, sanity: dict | None = None,
-                 meta: dict | None = None, grids: dict | None = None) -> None:
+                 own_eps: dict[str, float], flags: list[str] | None = None, sanity: dict[str, Any] | None = None,
+                 meta: dict[str, Any] | None = None, grids: dict[str, Any] | None = None,
+                 worst_own: AttackResult | None = None, worst_curve: Sequence[AttackResult] = ()) -> None:
         self.n = int(n)
         self.n_correct = int(n_correct)
         self.results = {k: dict(sorted(v.items())) for k, v in results.items()}
@@ -95,7 +108,9 @@ class Report:
         self.flags = list(flags or [])
         self.sanity = dict(sanity or {})
         self.meta = dict(meta or {})
-        self.grids = grids or {}  # in memory only: {"clean", "preds_clean", "adv": {name: x}, "preds_adv": {name: p}}
+        self.grids = grids or {}  # in memory only: {"clean", "labels", "preds_clean", "adv": {name: x}, "preds_adv"}
+        self.worst_own = worst_own
+        self.worst_curve = sorted(worst_curve, key=lambda r: (r.norm, r.eps))
 
     # ------------------------------------------------------------------ access
     @property
@@ -119,35 +134,71 @@ class Report:
             raise KeyError(f"no attack {name!r} in this report; attacks: {', '.join(self.results)}.")
         return sorted(self.results[name].items())
 
+    def worst_case(self, eps: float | None = None, *, norm: str | None = None) -> AttackResult:
+        """Worst case over every attack: an input is robust only if it survived them all (and was classified
+        correctly). ``eps=None``: each attack at its own budget; ``eps``: every attack (of ``norm``) at ``eps``."""
+        if eps is None:
+            if self.worst_own is None:
+                raise ValueError("this report has no worst case (written before evaluate() computed it); re-run evaluate().")
+            if norm is not None and self.worst_own.norm != norm:
+                raise ValueError(f"the attacks' own budgets are of norm {self.worst_own.norm!r}, not {norm!r}; "
+                                 "pass eps= for the worst case at one budget of that norm.")
+            return self.worst_own
+        pts = [r for r in self.worst_curve if r.eps == float(eps) and (norm is None or r.norm == norm)]
+        if len(pts) > 1:
+            raise ValueError(f"the worst case at eps={eps:g} exists for several norms ({', '.join(r.norm for r in pts)}); "
+                             "pass norm='linf' or norm='l2'.")
+        if not pts:
+            have = ", ".join(f"{r.norm} {r.eps:g}" for r in self.worst_curve) or "none"
+            raise ValueError(f"no worst case at eps={eps:g}{f' ({norm})' if norm else ''}: it needs every attack of that "
+                             f"norm evaluated at that budget (add it to evaluate(epsilons=...)); budgets with a worst "
+                             f"case: {have}.")
+        return pts[0]
+
+    def worst_curves(self) -> dict[str, list[AttackResult]]:
+        """The worst-case ε-curve of each norm (sorted by eps)."""
+        out: dict[str, list[AttackResult]] = {}
+        for r in self.worst_curve:
+            out.setdefault(r.norm, []).append(r)
+        return out
+
     @property
     def swept(self) -> bool:
         return any(len(v) > 1 for v in self.results.values())
 
     # ------------------------------------------------------------------ serialisation
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
+        worst = None if self.worst_own is None else {"own": self.worst_own.to_dict(),
+                                                     "curve": [r.to_dict() for r in self.worst_curve]}
         return {
             "kind": KIND, "format_version": FORMAT_VERSION,
+            "worst_case": worst,
             "n": self.n, "n_correct": self.n_correct, "clean_accuracy": _num(self.clean_accuracy),
+            "flags": self.flags,
             "attacks": {name: {"eps": self.own_eps[name], **self[name].to_dict(),
                                "curve": [r.to_dict() for _, r in self.curve(name)]} for name in self.results},
-            "order": list(self.results), "flags": self.flags, "sanity": self.sanity, "meta": self.meta,
+            "order": list(self.results), "sanity": self.sanity, "meta": self.meta,
         }
 
     def to_json(self, path: str | Path) -> Path:
-        """Write the report as JSON (atomic)."""
-        return save_json(path, self.to_dict())
+        """Write the report as JSON (atomic), the worst case first."""
+        return save_json(path, self.to_dict(), sort_keys=False)
 
     @classmethod
-    def from_dict(cls, d: dict) -> Report:
-        if d.get("kind") != KIND:
-            raise CheckpointError(f"not an evaluation report (kind={d.get('kind')!r}).")
+    def from_dict(cls, d: dict[str, Any]) -> Report:
+        if not isinstance(d, dict) or d.get("kind") != KIND:
+            kind = d.get("kind") if isinstance(d, dict) else type(d).__name__
+            raise CheckpointError(f"not an evaluation report (kind={kind!r}).")
         try:
             order = d.get("order") or sorted(d["attacks"])
             results = {name: {float(r["eps"]): AttackResult.from_dict(r) for r in d["attacks"][name]["curve"]} for name in order}
             own = {name: float(d["attacks"][name]["eps"]) for name in order}
+            worst = d.get("worst_case") or {}
             return cls(n=d["n"], n_correct=d["n_correct"], results=results, own_eps=own, flags=d.get("flags"),
-                       sanity=d.get("sanity"), meta=d.get("meta"))
-        except (KeyError, TypeError, ValueError) as e:
+                       sanity=d.get("sanity"), meta=d.get("meta"),
+                       worst_own=AttackResult.from_dict(worst["own"]) if worst.get("own") else None,
+                       worst_curve=[AttackResult.from_dict(r) for r in worst.get("curve", [])])
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise CheckpointError(f"evaluation report is missing or has a malformed field ({e!r}).") from None
 
     @classmethod
@@ -155,24 +206,11 @@ class Report:
         return cls.from_dict(load_json(path, what="evaluation report"))
 
     def to_markdown(self) -> str:
-        lines = ["# Robustness evaluation", ""]
-        m = self.meta
-        if m:
-            bits = [f"{k}: {m[k]}" for k in ("dataset", "model", "device", "targeted", "amp", "seed") if k in m]
-            lines += ["; ".join(bits), ""]
-        lines += [f"Clean accuracy: **{_pct(self.clean_accuracy)}** ({self.n_correct} / {self.n} images). "
-                  "Attack success rate (ASR) counts only inputs the model classified correctly.", ""]
-        targeted = any(self[name].n_target_hits is not None for name in self.results)
-        head = ["attack", "norm", "eps", "ASR", "robust acc"] + (["targeted SR"] if targeted else []) + \
-               ["mean L∞", "max L∞", "mean L2", "max L2", "img/s", "seconds"]
-        lines += _table(head, [_row(name, self[name], targeted) for name in self.results])
-        for name in self.results:
-            if len(self.results[name]) > 1:
-                lines += ["", f"## {name}: budget sweep", ""]
-                lines += _table(head, [_row(name, r, targeted) for _, r in self.curve(name)])
-        lines += ["", "## Sanity checks", ""]
-        lines += [f"- ⚠ {f}" for f in self.flags] or ["- no problems flagged"]
-        return "\n".join(lines) + "\n"
+        return markdown(self)
+
+    def summary(self) -> str:
+        """A short plain-text table for terminals (the worst case first)."""
+        return summary(self)
 
     def save(self, directory: str | Path) -> Path:
         """Write report.json, report.md, eps_curve.png (if swept) and grid.png (if images were kept)."""
@@ -184,40 +222,24 @@ class Report:
         self.to_json(d / "report.json")
         atomic_write_text(d / "report.md", self.to_markdown())
         if self.swept:
-            curves = {name: [(e, r.robust_accuracy, r.attack_success_rate) for e, r in self.curve(name)] for name in self.results}
-            plot_eps_curves(curves, d / "eps_curve.png", clean_accuracy=self.clean_accuracy)
+            curves: dict[str, list[tuple[float, float, float]]] = {}
+            for norm, pts in self.worst_curves().items():
+                if len(pts) > 1:
+                    label = WORST if len(self.worst_curves()) == 1 else f"{WORST} ({norm})"
+                    curves[label] = [(r.eps, r.robust_accuracy, r.attack_success_rate) for r in pts]
+            for name in self.results:
+                curves[name] = [(e, r.robust_accuracy, r.attack_success_rate) for e, r in self.curve(name)]
+            plot_eps_curves(curves, d / "eps_curve.png", clean_accuracy=self.clean_accuracy,
+                            highlight=[k for k in curves if k.startswith(WORST)])
         g = self.grids
         if g and g.get("adv"):
             attack_grid(g["clean"], g["adv"], g["preds_clean"], g["preds_adv"], d / "grid.png")
         return d
 
-    def summary(self) -> str:
-        """A short plain-text table for terminals."""
-        rows = [f"clean accuracy {_pct(self.clean_accuracy)} on {self.n} images"]
-        for name in self.results:
-            r = self[name]
-            t = f"  targeted {_pct(r.targeted_success_rate)}" if r.n_target_hits is not None else ""
-            rows.append(f"{name:<24} eps={r.eps:<7g} ASR {_pct(r.attack_success_rate):>8}  robust acc "
-                        f"{_pct(r.robust_accuracy):>8}{t}  mean L∞ {r.mean_linf:.3f}  L2 {r.mean_l2:.3f}  "
-                        f"{r.images_per_second:,.0f} img/s")
-        rows += [f"WARNING: {f}" for f in self.flags]
-        return "\n".join(rows)
-
     def __repr__(self) -> str:
-        return f"Report(n={self.n}, clean_accuracy={self.clean_accuracy:.4f}, attacks={self.attacks}, flags={len(self.flags)})"
+        worst = f", worst_case={self.worst_own.robust_accuracy:.4f}" if self.worst_own is not None else ""
+        return (f"Report(n={self.n}, clean_accuracy={self.clean_accuracy:.4f}{worst}, attacks={self.attacks}, "
+                f"flags={len(self.flags)})")
 
 
-def _row(name: str, r: AttackResult, targeted: bool) -> list[str]:
-    row = [name, r.norm, f"{r.eps:g}", _pct(r.attack_success_rate), _pct(r.robust_accuracy)]
-    if targeted:
-        row.append(_pct(r.targeted_success_rate))
-    return row + [f"{r.mean_linf:.4f}", f"{r.max_linf:.4f}", f"{r.mean_l2:.4f}", f"{r.max_l2:.4f}",
-                  f"{r.images_per_second:,.0f}", f"{r.seconds:.2f}"]
-
-
-def _table(head: list[str], rows: list[list[str]]) -> list[str]:
-    out = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
-    return out + ["| " + " | ".join(r) + " |" for r in rows]
-
-
-__all__ = ["AttackResult", "Report"]
+__all__ = ["WORST", "AttackResult", "Report"]

@@ -1,8 +1,9 @@
 """Sharded evaluation across the ranks of an initialised ``torch.distributed`` process group.
 
 Rank ``r`` of ``W`` evaluates the global batches ``r, r + W, r + 2W, ...`` of the loader: the very same
-batches a single process would see (same composition, same per-batch seeds), so after the counts are
-summed and the maximum norms reduced with MAX, the report equals the single-process report. For a
+batches a single process would see (same composition, same per-batch seeds), so after the totals are
+reduced (``attacks.accumulator``: counts summed, maxima with MAX), the report equals the single-process
+report. For a
 map-style ``DataLoader`` only this rank's batches are loaded (a batch-index loader over the same
 dataset); any other iterable is read in full and the other ranks' batches are skipped. Without a
 process group (or with one rank) everything here is a no-op. torch only: nothing of ``advgan``.
@@ -33,7 +34,7 @@ def rank_device(dev: torch.device) -> torch.device:
     return dev
 
 
-def _index_loader(loader: object, max_batches: int | None, rank: int, size: int) -> tuple[DataLoader, list[int]] | None:
+def _index_loader(loader: object, max_batches: int | None, rank: int, size: int) -> tuple[DataLoader[Any], list[int]] | None:
     """A loader of only this rank's batches of a map-style DataLoader, and their global indices."""
     if not isinstance(loader, DataLoader) or isinstance(loader.dataset, IterableDataset):
         return None
@@ -48,14 +49,14 @@ def _index_loader(loader: object, max_batches: int | None, rank: int, size: int)
     batches = batches[:max_batches] if max_batches is not None else batches
     idx = list(range(rank, len(batches), size))
     mine = [batches[i] for i in idx]
-    common = dict(num_workers=loader.num_workers, collate_fn=loader.collate_fn, pin_memory=loader.pin_memory,
-                  worker_init_fn=loader.worker_init_fn)
     if auto:
-        return DataLoader(loader.dataset, batch_sampler=mine, **common), idx
-    return DataLoader(loader.dataset, batch_size=None, sampler=mine, **common), idx
+        return DataLoader(loader.dataset, batch_sampler=mine, num_workers=loader.num_workers, collate_fn=loader.collate_fn,
+                          pin_memory=loader.pin_memory, worker_init_fn=loader.worker_init_fn), idx
+    return DataLoader(loader.dataset, batch_size=None, sampler=mine, num_workers=loader.num_workers,
+                      collate_fn=loader.collate_fn, pin_memory=loader.pin_memory, worker_init_fn=loader.worker_init_fn), idx
 
 
-def rank_batches(loader: Iterable, max_batches: int | None) -> tuple[Iterator[tuple[int, Any]], int | None]:
+def rank_batches(loader: Iterable[Any], max_batches: int | None) -> tuple[Iterator[tuple[int, Any]], int | None]:
     """(global batch index, batch) pairs this rank evaluates, and how many there are (None: unknown)."""
     rank, size = world()
     if size == 1:
@@ -68,37 +69,11 @@ def rank_batches(loader: Iterable, max_batches: int | None) -> tuple[Iterator[tu
     return ((i, b) for i, b in enumerate(it) if i % size == rank), None
 
 
-def reduce_results(counts: torch.Tensor, norms: torch.Tensor, n_correct: torch.Tensor, finite: torch.Tensor,
-                   pair_counts: torch.Tensor, seconds: list[float], n: int, batches: int, wall: float
-                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, list[float], int, int, float]:
-    """Sum counts over ranks, norms' sums (columns 0, 2) with SUM and maxima (1, 3) with MAX; the
-    attacks' seconds and the wall time with MAX (throughput = global count / slowest rank)."""
-    if world()[1] == 1:
-        return counts, norms, n_correct, finite, seconds, n, batches, wall
-    dev = counts.device
-    ints = torch.cat([counts.flatten(), n_correct.view(1), pair_counts.flatten(),
-                      torch.tensor([n, batches], dtype=counts.dtype, device=dev)])
-    dist.all_reduce(ints)
-    k = counts.numel()
-    counts, n_correct = ints[:k].view_as(counts), ints[k]
-    pair_counts.copy_(ints[k + 1: k + 1 + pair_counts.numel()])
-    n, batches = int(ints[-2]), int(ints[-1])
-    sums, maxes = norms[:, 0::2].contiguous(), norms[:, 1::2].contiguous()
-    dist.all_reduce(sums)
-    dist.all_reduce(maxes, op=dist.ReduceOp.MAX)
-    norms = torch.stack([sums[:, 0], maxes[:, 0], sums[:, 1], maxes[:, 1]], dim=1)
-    fin = finite.to(torch.int32).view(1)
-    dist.all_reduce(fin, op=dist.ReduceOp.MIN)
-    times = torch.tensor(list(seconds) + [wall], dtype=torch.float64, device=dev)
-    dist.all_reduce(times, op=dist.ReduceOp.MAX)
-    t = times.tolist()
-    return counts, norms, n_correct, fin[0].bool(), t[:-1], n, batches, t[-1]
-
-
 def share_first_batch(info: dict[str, Any]) -> dict[str, Any]:
     """Everything computed on global batch 0 (sanity checks, grids, sample shape), from the rank that ran it."""
     if world()[1] == 1:
         return info
-    obj = [info if world()[0] == 0 else None]
+    obj: list[Any] = [info if world()[0] == 0 else None]
     dist.broadcast_object_list(obj, src=0)
-    return obj[0]
+    shared: dict[str, Any] = obj[0]
+    return shared

@@ -55,13 +55,16 @@ def _attacks(atk=None):
     return out
 
 
+_FIELDS = ("n", "n_correct", "n_fooled", "n_robust", "n_target_hits", "mean_linf", "max_linf", "mean_l2", "max_l2",
+           "mean_ssim", "n_invalid")
+
+
 def _summary(rep) -> dict:
-    res = {f"{name}@{e:g}": {k: getattr(r, k) for k in ("n", "n_correct", "n_fooled", "n_robust", "n_target_hits",
-                                                        "mean_linf", "max_linf", "mean_l2", "max_l2")}
-           for name, curve in rep.results.items() for e, r in curve.items()}
+    res = {f"{name}@{e:g}": {k: getattr(r, k) for k in _FIELDS} for name, curve in rep.results.items() for e, r in curve.items()}
+    res["worst case"] = {k: getattr(rep.worst_case(), k) for k in _FIELDS}  # per-rank masks, summed counts
     return {"n": rep.n, "n_correct": rep.n_correct, "results": res, "flags": rep.flags,
             "sanity": json.loads(json.dumps(rep.sanity, default=str)), "batches": rep.meta["batches"],
-            "grid": None if not rep.grids else rep.grids["clean"].sum().item()}
+            "grid": None if not rep.grids else [rep.grids["clean"].sum().item(), rep.grids["labels"].tolist()]}
 
 
 def _evaluations(clf, test, atk) -> dict:
