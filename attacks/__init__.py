@@ -38,3 +38,7 @@ __all__ = [
     "evaluate", "Measurement", "measure", "attack_grid", "image_grid", "plot_eps_curves", "ssim",
     "TransferResult", "transfer",
 ]
+
+from .corruptions import CORRUPTION_FAMILIES, CORRUPTIONS, Corruption, corrupt, corruption_names  # noqa: E402
+
+__all__ += ["CORRUPTIONS", "CORRUPTION_FAMILIES", "Corruption", "corrupt", "corruption_names"]
