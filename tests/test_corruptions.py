@@ -143,6 +143,9 @@ def test_corruption_object_is_attack_like(digits):
     assert repr(c) == "Corruption('fog', severity=3, seed=2)"
     assert c == Corruption("fog", 3, seed=2) and c != Corruption("fog", 4, seed=2)
     assert not Corruption("contrast", 1).random
+    assert c.with_seed(9) == Corruption("fog", 3, seed=9) and c.seed == 2
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # evaluation under amp: still full precision
+        assert torch.equal(c(None, digits), y)
     with pytest.raises(ValueError, match="not a targeted attack"):
         c(None, digits, torch.zeros(len(digits), dtype=torch.long), target=torch.ones(len(digits), dtype=torch.long))
 

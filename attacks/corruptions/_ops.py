@@ -22,6 +22,11 @@ LUMA = (0.299, 0.587, 0.114)
 REFERENCE_SIDE = 224
 
 
+def exact_dtype(device: torch.device) -> torch.dtype:
+    """float64 where the device has it (not on Apple's MPS): angles and per-image tap positions."""
+    return torch.float32 if device.type == "mps" else torch.float64
+
+
 def pixel_scale(h: int, w: int) -> float:
     """Factor for parameters given in pixels: 1 up to 224 px (the reference's values), then side / 224."""
     return max(1.0, min(h, w) / REFERENCE_SIDE)
@@ -71,9 +76,9 @@ def pad2d(x: torch.Tensor, ph: int, pw: int, mode: str) -> torch.Tensor:
 def gaussian_taps(sigma: float, truncate: float = 4.0, *, device=None, dtype=torch.float32) -> torch.Tensor:
     """Normalised 1-D Gaussian of radius ``int(truncate * sigma + 0.5)`` (the scipy/skimage convention)."""
     radius = int(truncate * float(sigma) + 0.5)
-    t = torch.arange(-radius, radius + 1, device=device, dtype=torch.float64)
+    t = torch.arange(-radius, radius + 1, dtype=torch.float64)  # built on the CPU, then moved
     k = torch.exp(-0.5 * (t / float(sigma)) ** 2)
-    return (k / k.sum()).to(dtype)
+    return (k / k.sum()).to(device=device, dtype=dtype)
 
 
 def separable(x: torch.Tensor, kv: torch.Tensor | None, kh: torch.Tensor | None, mode: str) -> torch.Tensor:
@@ -145,10 +150,11 @@ def line_taps(radius: int, sigma: float, angles: torch.Tensor, h: int, w: int):
     reference does (its kernel then sums to less than one).
     """
     width = 2 * radius + 1
-    a = torch.deg2rad(angles.to(torch.float64))
+    fdt = exact_dtype(angles.device)
+    a = torch.deg2rad(angles.to(fdt))
     py, px = width * torch.sin(a), width * torch.cos(a)
     hyp = torch.hypot(py, px)
-    i = torch.arange(width, dtype=torch.float64, device=angles.device)
+    i = torch.arange(width, dtype=fdt, device=angles.device)
     oy = torch.ceil(i[None] * py[:, None] / hyp[:, None] - 0.5).long()  # (N, width)
     ox = torch.ceil(i[None] * px[:, None] / hyp[:, None] - 0.5).long()
     wts = torch.exp(-(i**2) / (2 * float(sigma) ** 2))
@@ -159,7 +165,7 @@ def line_taps(radius: int, sigma: float, angles: torch.Tensor, h: int, w: int):
 
 def _taps_to_kernel(oy: torch.Tensor, ox: torch.Tensor, wts: torch.Tensor, reach: int) -> torch.Tensor:
     side = 2 * reach + 1
-    kern = torch.zeros(oy.shape[0], side * side, dtype=torch.float64, device=oy.device)
+    kern = torch.zeros(oy.shape[0], side * side, dtype=wts.dtype, device=oy.device)
     flat = (oy + reach) * side + (ox + reach)
     for t in range(oy.shape[1]):  # one scatter per tap: no two writes collide, so it is deterministic everywhere
         kern.scatter_add_(1, flat[:, t : t + 1], wts[:, t : t + 1])

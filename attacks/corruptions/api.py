@@ -112,7 +112,8 @@ def corrupt(x: torch.Tensor, name: str, severity: int, *, seed: int = 0) -> torc
     check_images(x, channels=(1, 3))
     work = x.detach().to(_work_dtype(x.dtype))
     gen = torch.Generator(device=x.device).manual_seed(seed)
-    with torch.no_grad():
+    # full precision even inside a caller's autocast region (evaluation with amp=True)
+    with torch.no_grad(), torch.autocast(device_type=x.device.type, enabled=False):
         out = _FUNCS[name](work, severity, gen)
     out = out.clamp(0, 1)
     if out.data_ptr() == x.data_ptr():
@@ -149,6 +150,10 @@ class Corruption:
         if target is not None:
             raise ValueError(f"{self!r} is a natural corruption, not a targeted attack; call it without target=.")
         return corrupt(x, self.name, self.severity, seed=self.seed)
+
+    def with_seed(self, seed: int) -> Corruption:
+        """The same corruption with another seed (e.g. one per batch, so augmentation sees fresh noise)."""
+        return Corruption(self.name, self.severity, seed=seed)
 
     def describe(self) -> dict[str, Any]:
         """JSON-able description for reports."""

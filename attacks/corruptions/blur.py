@@ -10,7 +10,7 @@ import math
 
 import torch
 
-from ._ops import clipped_zoom, correlate, gaussian_taps, motion, pixel_scale, separable, uniform
+from ._ops import clipped_zoom, correlate, exact_dtype, gaussian_taps, motion, pixel_scale, separable, uniform
 from ._ops import gaussian_blur as _gaussian
 
 #: (disk radius, anti-aliasing sigma of the disk) in pixels
@@ -30,15 +30,15 @@ GAUSSIAN_SIGMA = (1, 2, 3, 4, 6)
 def disk_kernel(radius: float, alias_sigma: float, *, device=None, dtype=torch.float32) -> torch.Tensor:
     """A normalised disk of ``radius`` on a grid of at least 17 x 17, softened by a small Gaussian."""
     half = 8 if radius <= 8 else math.ceil(radius)
-    t = torch.arange(-half, half + 1, device=device, dtype=torch.float64)
+    t = torch.arange(-half, half + 1, dtype=torch.float64)  # built on the CPU, then moved
     disk = ((t[:, None] ** 2 + t[None, :] ** 2) <= radius**2).to(torch.float64)
     disk /= disk.sum()
     size = 3 if radius <= 8 else 5
     size = max(size, 2 * math.ceil(3 * alias_sigma) + 1) if alias_sigma > 1 else size
-    u = torch.arange(size, device=device, dtype=torch.float64) - (size - 1) / 2
+    u = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
     g = torch.exp(-(u**2) / (2 * alias_sigma**2))
     g /= g.sum()
-    return separable(disk[None, None], g, g, "reflect101")[0, 0].to(dtype)
+    return separable(disk[None, None], g, g, "reflect101")[0, 0].to(device=device, dtype=dtype)
 
 
 def defocus_blur(x: torch.Tensor, severity: int, gen: torch.Generator) -> torch.Tensor:
@@ -74,7 +74,7 @@ def motion_blur(x: torch.Tensor, severity: int, gen: torch.Generator, *, angles:
     radius, sigma = MOTION[severity - 1]
     s = pixel_scale(*x.shape[-2:])
     if angles is None:
-        angles = uniform((x.shape[0],), *MOTION_ANGLES, gen, x.new_empty(0, dtype=torch.float64))
+        angles = uniform((x.shape[0],), *MOTION_ANGLES, gen, x.new_empty(0, dtype=exact_dtype(x.device)))
     return motion(x, max(1, round(radius * s)), sigma * s, angles.to(x.device))
 
 

@@ -46,17 +46,17 @@ def elastic_transform(x: torch.Tensor, severity: int, gen: torch.Generator) -> t
 def box_weights(n_in: int, n_out: int, *, device=None, dtype=torch.float32) -> torch.Tensor:
     """(n_out, n_in) box-filter downsampling matrix: each output averages the inputs whose centres fall in its cell."""
     scale = n_in / n_out
-    centre = (torch.arange(n_out, dtype=torch.float64, device=device) + 0.5) * scale
-    pos = torch.arange(n_in, dtype=torch.float64, device=device) + 0.5
+    centre = (torch.arange(n_out, dtype=torch.float64) + 0.5) * scale  # built on the CPU, then moved
+    pos = torch.arange(n_in, dtype=torch.float64) + 0.5
     t = (pos[None, :] - centre[:, None]) / scale
     wts = ((t > -0.5) & (t <= 0.5)).to(torch.float64)
-    return (wts / wts.sum(1, keepdim=True).clamp_min(1)).to(dtype)
+    return (wts / wts.sum(1, keepdim=True).clamp_min(1)).to(device=device, dtype=dtype)
 
 
 def nearest_index(n_in: int, n_out: int, *, device=None) -> torch.Tensor:
     """Source index of each output pixel for nearest-neighbour resizing (pixel centres mapped)."""
-    idx = ((torch.arange(n_out, dtype=torch.float64, device=device) + 0.5) * (n_in / n_out)).floor().long()
-    return idx.clamp_(0, n_in - 1)
+    idx = ((torch.arange(n_out, dtype=torch.float64) + 0.5) * (n_in / n_out)).floor().long()
+    return idx.clamp_(0, n_in - 1).to(device)
 
 
 def pixelate(x: torch.Tensor, severity: int, gen: torch.Generator) -> torch.Tensor:

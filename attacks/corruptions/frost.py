@@ -15,7 +15,7 @@ import math
 
 import torch
 
-from ._ops import gaussian_blur, luma, normal
+from ._ops import exact_dtype, gaussian_blur, luma, normal
 from .weather import next_pow2, plasma_fractal
 
 #: (weight of the image, weight of the frost)
@@ -53,7 +53,7 @@ def frost_texture(n: int, h: int, w: int, gen: torch.Generator, like: torch.Tens
     style = torch.randint(0, len(FROST_STYLES), (n,), generator=gen, device=like.device)
     means = torch.tensor([s[0] for s in FROST_STYLES], dtype=like.dtype, device=like.device)[style]
     spreads = torch.tensor([s[1] for s in FROST_STYLES], dtype=like.dtype, device=like.device)[style]
-    sides = torch.tensor([s[2] for s in FROST_STYLES], dtype=torch.float64, device=like.device)[style]
+    sides = torch.tensor([s[2] for s in FROST_STYLES], dtype=exact_dtype(like.device), device=like.device)[style]
     crop = float(min(h, w))
     full = torch.maximum(sides, torch.full_like(sides, crop)) * _ENLARGE
     inside = (math.log(max(crop / 2, 1.0)) / torch.log(full / 2)).clamp(0, 1).sqrt().to(like.dtype)

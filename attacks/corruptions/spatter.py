@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ._ops import correlate, gaussian_blur, normal, pad2d, pixel_scale, via_rgb
+from ._ops import correlate, exact_dtype, gaussian_blur, normal, pad2d, pixel_scale, via_rgb
 
 #: (noise mean, noise std, blur sigma, drop threshold, water strength or mud-mask sigma, 1 = mud)
 SPATTER = (
@@ -64,8 +64,9 @@ def _equalise(v: torch.Tensor, levels: int) -> torch.Tensor:
     first = (hist > 0).long().argmax(1, keepdim=True)
     base = hist.gather(1, first)
     cum = hist.cumsum(1) - base
-    scale = 255.0 / (total - base).clamp_min(1).to(torch.float64)
-    lut = torch.round(cum.to(torch.float64) * scale).clamp_(0, 255)
+    fdt = exact_dtype(v.device)
+    scale = 255.0 / (total - base).clamp_min(1).to(fdt)
+    lut = torch.round(cum.to(fdt) * scale).clamp_(0, 255)
     lut = torch.where(base == total, first.to(lut.dtype).expand_as(lut), lut)
     return lut.gather(1, flat).view_as(v).to(v.dtype)
 

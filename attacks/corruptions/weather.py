@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from ._ops import clipped_zoom, luma, motion, normal, pixel_scale, uniform
+from ._ops import clipped_zoom, exact_dtype, luma, motion, normal, pixel_scale, uniform
 
 #: (mean, std of the flake noise, zoom, threshold, blur radius, blur sigma, weight of the original image)
 SNOW = (
@@ -74,7 +74,7 @@ def snow(x: torch.Tensor, severity: int, gen: torch.Generator) -> torch.Tensor:
     s = pixel_scale(h, w)
     flakes = clipped_zoom(normal((n, 1, h, w), loc, scale, gen, x), zoom)
     flakes = torch.where(flakes < thresh, torch.zeros_like(flakes), flakes).clamp_(0, 1)
-    angles = uniform((n,), *SNOW_ANGLES, gen, x.new_empty(0, dtype=torch.float64))
+    angles = uniform((n,), *SNOW_ANGLES, gen, x.new_empty(0, dtype=exact_dtype(x.device)))
     flakes = motion(flakes, max(1, round(radius * s)), sigma * s, angles)
     flakes = torch.round(flakes * 255) / 255  # the flake layer is an 8-bit image in the reference
     gray = luma(x) if c == 3 else x
