@@ -2,12 +2,11 @@
 
     from advgan import AdvGAN, AdvGANConfig, GAN, ConditionalGAN, Pix2Pix, data, losses, nets, pairs, metrics
 """
-from . import data, losses, metrics, nets, pairs
+from . import data
 from .attacker import AdvGAN, AdvGANConfig
-from .engine import DivergenceError, MinMaxGame, MinMaxTrainer, Player, TrainConfig
-from .gan import GAN, ConditionalGAN, ConditionalGANConfig, GANConfig
-from .history import History
-from .pix2pix import Pix2Pix, Pix2PixConfig
+from .data import pairs
+from .engine import DivergenceError, History, MinMaxGame, MinMaxTrainer, Player, TrainConfig
+from .gans import GAN, ConditionalGAN, ConditionalGANConfig, GANConfig, Pix2Pix, Pix2PixConfig, losses, metrics, nets
 from .training import ClassifierConfig, accuracy, train_classifier
 
 __version__ = "0.1.0"
@@ -17,3 +16,7 @@ __all__ = [
     "ClassifierConfig", "accuracy", "train_classifier",
     "data", "losses", "metrics", "nets", "pairs",
 ]
+
+from . import _compat  # noqa: E402  (the 0.1 module paths: advgan.gan, advgan.nets, ... as aliases)
+
+_compat.install()

@@ -25,8 +25,7 @@ sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).pa
 import torch  # noqa: E402
 
 from advgan import data  # noqa: E402
-from advgan.attacker import AdvGAN, AdvGANConfig  # noqa: E402
-from advgan.blackbox import BlackBox, BlackBoxAdvGAN  # noqa: E402
+from advgan.attacker import AdvGAN, AdvGANConfig, BlackBox, BlackBoxAdvGAN  # noqa: E402  # noqa: E402
 from advgan.training import train_classifier  # noqa: E402
 from attacks import Classifier  # noqa: E402
 

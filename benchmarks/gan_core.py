@@ -30,9 +30,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from advgan import data, metrics, pairs  # noqa: E402
-from advgan.figures import save_rows  # noqa: E402
-from advgan.gan import GAN, ConditionalGAN, ConditionalGANConfig, GANConfig  # noqa: E402
-from advgan.pix2pix import Pix2Pix, Pix2PixConfig  # noqa: E402
+from advgan.gans import GAN, ConditionalGAN, ConditionalGANConfig, GANConfig, Pix2Pix, Pix2PixConfig  # noqa: E402  # noqa: E402
+from advgan.gans.figures import save_rows  # noqa: E402
 
 PACGAN = {"ring8": {"modes": 7.9, "high_quality": 0.956}, "grid25": {"modes": 24.8}}
 

@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from advgan import data as data_mod
 from advgan.engine import MinMaxGame, MinMaxTrainer, Player, TrainConfig
-from advgan.history import History
+from advgan.engine.history import History
 from advgan.training import accuracy
 from attacks import PGD, Classifier
 from attacks.checks import check_choice, check_eps, check_fraction, check_labels, check_positive_int

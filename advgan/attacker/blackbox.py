@@ -31,11 +31,11 @@ from attacks.checkpoint import save_json
 from attacks.checks import check_choice, check_images, check_positive_int
 from attacks.classifier import Classifier
 
-from . import data as data_mod
-from .attacker import AdvGAN, AdvGANConfig, AdvGANGame
-from .engine import Player
+from .. import data as data_mod
+from ..engine import Player
+from ..engine.history import History
 from .generator_attack import GeneratorAttack
-from .history import History
+from .model import AdvGAN, AdvGANConfig, AdvGANGame
 
 MODES = ("static", "dynamic")
 
@@ -202,7 +202,7 @@ class BlackBoxAdvGAN:
             self.blackbox.queries = int(meta.get("queries", 0))
         else:
             labeled = distill_labels(self.blackbox, ds)
-            from .training import train_classifier
+            from ..training import train_classifier
 
             with torch.random.fork_rng(devices=[]):  # a reproducible init, independent of the caller's RNG state
                 torch.manual_seed(self.config.seed + 1)

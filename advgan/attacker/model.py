@@ -35,12 +35,12 @@ from attacks.checks import check_choice, check_eps, check_images, check_labels, 
 from attacks.losses import cw_margin, is_adversarial
 from attacks.threat import ThreatModel
 
-from . import data as data_mod
-from . import losses
-from .engine import MinMaxGame, MinMaxTrainer, Player, TrainConfig
+from .. import data as data_mod
+from ..engine import MinMaxGame, MinMaxTrainer, Player, TrainConfig
+from ..engine.history import History
+from ..gans import losses
+from ..modelio import config_from_dict, load_weights, read_model_config, save_model
 from .generator_attack import GeneratorAttack, generator_delta
-from .history import History
-from .modelio import config_from_dict, load_weights, read_model_config, save_model
 
 KIND = "advgan"
 GENERATORS = ("resnet", "unet")
@@ -100,10 +100,10 @@ class AdvGANConfig(TrainConfig):
 def build_generator(cfg: AdvGANConfig, in_chans: int, num_classes: int) -> nn.Module:
     cond = num_classes if cfg.targeted else 0
     if cfg.generator == "resnet":
-        from .nets.encdec import ResNetGenerator
+        from ..gans.nets.encdec import ResNetGenerator
 
         return ResNetGenerator(in_chans, width=cfg.width, num_classes=cond)
-    from .nets.encdec import UNetPerturbation
+    from ..gans.nets.encdec import UNetPerturbation
 
     return UNetPerturbation(in_chans, width=cfg.width, num_classes=cond)
 
@@ -202,7 +202,7 @@ class AdvGAN:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.seed)
             self.G = build_generator(config, self.in_chans, self.num_classes)
-            from .nets.encdec import ConvDiscriminator
+            from ..gans.nets.encdec import ConvDiscriminator
 
             self.D = ConvDiscriminator(self.in_chans, width=config.width)
         self.history = History()

@@ -48,7 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2
-    from advgan import distributed
+    from advgan.engine import distributed
     from attacks.checkpoint import CheckpointError
 
     distributed.setup_cli(getattr(args, "device", None))  # under torchrun: process group, stdout on rank 0

@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from advgan import data, metrics
-    from advgan.gan import ConditionalGAN, ConditionalGANConfig
+    from advgan.gans import ConditionalGAN, ConditionalGANConfig
 
     kw = {"image_size": 28} if args.dataset == "digits" else {}
     train, test = data.load(args.dataset, **kw)

@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from advgan import data, metrics
-    from advgan.gan import GAN, GANConfig
+    from advgan.gans import GAN, GANConfig
 
     toy = args.dataset != "mnist5k"
     if toy:

@@ -41,8 +41,8 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from advgan import data, metrics, pairs
-    from advgan.figures import save_rows
-    from advgan.pix2pix import Pix2Pix, Pix2PixConfig
+    from advgan.gans import Pix2Pix, Pix2PixConfig
+    from advgan.gans.figures import save_rows
 
     kw = {"image_size": 32} if args.dataset == "digits" else {}
     train, test = data.load(args.dataset, **kw)

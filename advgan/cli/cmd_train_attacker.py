@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     queries = None
     if args.black_box:
-        from advgan.blackbox import BlackBox, BlackBoxAdvGAN
+        from advgan.attacker import BlackBox, BlackBoxAdvGAN
 
         bb = BlackBox(clf)
         bba = BlackBoxAdvGAN(bb, cfg, mode=args.black_box, surrogate=args.surrogate)

@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = ClassifierConfig(lr=args.lr, batch_size=args.batch_size, seed=args.seed, device=args.device,
                            amp=args.amp, progress=not args.no_progress)
     clf, hist = train_classifier(clf, train, test, cfg, epochs=args.epochs, out_dir=args.out)
-    from advgan import distributed as D
+    from advgan.engine import distributed as D
 
     if not D.current().is_main:
         return 0

@@ -93,7 +93,7 @@ def run_demo(cfg: DemoConfig, out: str | Path, log: Callable[[str], None] = prin
     """Run (or resume) the whole demo into ``out``; returns the summary written to ``report.json``."""
     from advgan import data
     from advgan.attacker import AdvGAN, AdvGANConfig
-    from advgan.gan import ConditionalGAN, ConditionalGANConfig
+    from advgan.gans import ConditionalGAN, ConditionalGANConfig
     from advgan.training import ClassifierConfig, train_classifier
     from attacks import FGSM, PGD, Classifier, FoolboxAttack, RandomNoise, evaluate
     from defenses import FinetuneConfig, finetune

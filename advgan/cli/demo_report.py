@@ -30,8 +30,8 @@ def _pct(v: float | None) -> str:
 
 
 def _figures(out: Path, cfg: Any, clf: Any, atk: Any, cgan: Any, before: Any, after: Any, eval_set: Any) -> dict[str, str]:
-    from advgan.figures import save_rows
-    from advgan.history import History
+    from advgan.engine import History
+    from advgan.gans.figures import save_rows
     from attacks import PGD
     from attacks.plots import attack_grid, plot_eps_curves
 

@@ -9,7 +9,7 @@ import torch
 from attacks.checks import check_choice
 
 if TYPE_CHECKING:
-    from .engine import Player
+    from .trainer import Player
 
 
 OPTIMIZERS = ("adam", "adamw", "sgd")

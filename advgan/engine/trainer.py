@@ -30,9 +30,9 @@ from attacks.checkpoint import rng_state, set_rng_state
 from attacks.checks import check_choice, check_positive_int, resolve_device
 
 from . import distributed as D
-from .engine_checkpoint import _RUN_FIELDS, CHECKPOINT, HISTORY, CheckpointMixin, _State  # noqa: F401
-from .engine_optim import OPTIMIZERS, _autocast, make_optimizer  # noqa: F401
+from .checkpoint import _RUN_FIELDS, CHECKPOINT, HISTORY, CheckpointMixin, _State  # noqa: F401
 from .history import History
+from .optim import OPTIMIZERS, _autocast, make_optimizer  # noqa: F401
 
 SCHEDULES = ("constant", "linear", "cosine")
 

@@ -42,7 +42,7 @@ def batch_loader(dataset: Dataset, batch_size: int, *, shuffle: bool = True, see
     """A DataLoader for in-memory datasets that index whole batches at once (``ds[list_of_indices]``,
     as ``ImageDataset``, ``PointDataset`` and precomputed ``PairDataset`` do): no per-item Python
     overhead. Other datasets get the ordinary per-item loader. Shuffling is fixed by ``seed``."""
-    from .data import loader
+    from ..data import loader
 
     if not _indexable_by_list(dataset):
         return loader(dataset, batch_size, shuffle=shuffle, seed=seed, drop_last=drop_last)
@@ -85,7 +85,7 @@ class EngineFitMixin:
     def _fit_engine(self, loader: DataLoader, epochs: int, out_dir: Any, resume: bool) -> Any:
         from pathlib import Path
 
-        from .engine import MinMaxTrainer
+        from ..engine import MinMaxTrainer
 
         out = Path(out_dir) if out_dir is not None else None
         if self._trainer is None or self._trainer.out_dir != out:
@@ -98,7 +98,7 @@ class EngineFitMixin:
 
     @property
     def history(self) -> Any:
-        from .history import History
+        from ..engine.history import History
 
         return self._trainer.history if self._trainer is not None else History()
 

@@ -18,11 +18,12 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from . import losses, modelio
+from .. import modelio
+from ..engine import MinMaxGame, MinMaxTrainer, Player, TrainConfig
+from ..engine.history import History
+from . import losses
 from . import nets as _nets
-from .engine import MinMaxGame, MinMaxTrainer, Player, TrainConfig
-from .gan_utils import EngineFitMixin, _build, _check_nonneg, _check_pos_int, batch_loader
-from .history import History
+from .common import EngineFitMixin, _build, _check_nonneg, _check_pos_int, batch_loader
 from .nets.common import NORMS, apply_spectral_norm, fork_seed, has_spectral_norm
 
 MODES = ("l1+cgan", "l1", "cgan")

@@ -16,9 +16,9 @@ from torch.utils.data import DataLoader, Dataset
 from attacks import Classifier
 from attacks.checks import check_images, check_labels
 
-from . import data as data_mod
-from .engine import MinMaxGame, MinMaxTrainer, Player, TrainConfig
-from .history import History
+from .. import data as data_mod
+from ..engine import MinMaxGame, MinMaxTrainer, Player, TrainConfig
+from ..engine.history import History
 
 
 @dataclass(frozen=True)
@@ -78,7 +78,7 @@ def accuracy(model: torch.nn.Module, loader: DataLoader, *, device: torch.device
     """Top-1 accuracy over a loader of (x, y); restores the model's train/eval mode."""
     from attacks.base import frozen_eval
 
-    from . import distributed as D
+    from ..engine import distributed as D
 
     device = torch.device(device) if device is not None else next(model.parameters()).device
     correct = torch.zeros((), dtype=torch.long, device=device)
