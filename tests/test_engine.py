@@ -1,12 +1,15 @@
 """The min-max engine: schedule, freezing, exact resume, NaN guard, EMA, config checks."""
 from __future__ import annotations
 
+from typing import Annotated
+
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from advgan import data
+from advgan.config import RUN
 from advgan.engine import DivergenceError, MinMaxGame, MinMaxTrainer, Player, TrainConfig
 from attacks.checkpoint import CheckpointError
 
@@ -159,7 +162,7 @@ def test_resume_may_extend_epochs(tmp_path):
 
     @dataclass(frozen=True)
     class WithEpochs(TrainConfig):
-        epochs: int = 1
+        epochs: Annotated[int, RUN] = 1    # a run field: resuming may extend the run
 
     cfg = WithEpochs(progress=False, device="cpu", epochs=1)
     MinMaxTrainer(ToyGame(cfg), cfg, tmp_path).fit(_loader(), epochs=1)

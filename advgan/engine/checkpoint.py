@@ -1,140 +1,138 @@
-"""Checkpoints of the min-max engine: one safetensors file with everything needed for exact resume.
+"""Checkpoints of the engine: one safetensors file with everything needed for exact resume.
 
-Weights, EMA copies, optimizer tensors, RNG state (also at the epoch start, with the loader's shuffle
-generators) go in as tensors; step counters, schedulers, scalers and the configuration go in as JSON
-metadata. Written atomically by rank 0; a checkpoint of another model or configuration is refused.
+:class:`Checkpointer` writes a :class:`~advgan.engine.state.TrainState` (weights, EMA copies, optimizer
+tensors, RNG), the callbacks' states and ``history.json`` into a run directory, atomically, and reads them
+back after checking that the checkpoint belongs to the same kind of game and the same configuration
+(fields marked ``RUN`` may differ). A checkpoint of another model or configuration is refused with the
+differing field named. The format is the one of advgan 0.1 plus a ``callbacks`` entry; a 0.1 checkpoint
+still resumes (its callbacks start fresh, from the history).
 """
 from __future__ import annotations
 
-import dataclasses
 import json
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from attacks.checkpoint import (
-    CheckpointError,
-    optimizer_from_tensors,
-    optimizer_to_tensors,
-    rng_state,
-    save_tensors,
-    set_rng_state,
-)
-from attacks.checkpoint import load_tensors as _load_tensors
+from attacks.checkpoint import CheckpointError, load_tensors, save_tensors
 
-from . import distributed as D
+from ..config import run_fields
 from .history import History
 
 CHECKPOINT = "checkpoint.safetensors"
 HISTORY = "history.json"
-_RUN_FIELDS = ("progress", "device", "checkpoint_every", "sample_every", "log_every",  # may differ on resume
-               "channels_last", "compile", "ddp_find_unused",
-               "epochs")  # a config's own `epochs` field (fine-tuning): resuming may extend the run
+KIND = "minmax-checkpoint"
+#: fields that the one-player configs of advgan 0.1 inherited and ignored; a 0.1 checkpoint that has them resumes
+RETIRED_FIELDS = ("lr_g", "lr_d", "d_steps")
+
+
+def comparable_config(config: Any, game_config: Mapping[str, Any]) -> dict[str, Any]:
+    """What must match for a checkpoint to resume: the config without its ``RUN`` fields, and the game's own."""
+    skip = run_fields(type(config))
+    train = {k: v for k, v in config.to_dict().items() if k not in skip}
+    return json.loads(json.dumps({"train": train, "game": dict(game_config)}, default=str))
+
+
+def split_tensors(obj: Any, prefix: str) -> tuple[dict[str, torch.Tensor], Any]:
+    """Tensors of a nested dict (keys under ``prefix``) and a JSON skeleton with ``"__tensor__"`` in their place."""
+    if isinstance(obj, torch.Tensor):
+        return {prefix: obj}, "__tensor__"
+    if isinstance(obj, Mapping):
+        tensors: dict[str, torch.Tensor] = {}
+        skeleton = {}
+        for k, v in obj.items():
+            t, s = split_tensors(v, f"{prefix}.{k}")
+            tensors.update(t)
+            skeleton[str(k)] = s
+        return tensors, skeleton
+    return {}, obj
+
+
+def join_tensors(skeleton: Any, tensors: Mapping[str, torch.Tensor], prefix: str) -> Any:
+    """The inverse of :func:`split_tensors` (dict keys come back as strings)."""
+    if skeleton == "__tensor__":
+        return tensors[prefix]
+    if isinstance(skeleton, Mapping):
+        return {k: join_tensors(v, tensors, f"{prefix}.{k}") for k, v in skeleton.items()}
+    return skeleton
 
 
 @dataclass
-class _State:
-    epoch: int = 0
-    step: int = 0
-    batch_in_epoch: int = 0
+class Loaded:
+    """A checked checkpoint: its tensors, metadata, history and callback states."""
+
+    tensors: dict[str, torch.Tensor]
+    meta: dict[str, Any]
+    history: History | None
+    callbacks: dict[str, Any] = field(default_factory=dict)
 
 
-class CheckpointMixin:
-    """Save/load of :class:`~advgan.engine.MinMaxTrainer` state (mixed into the trainer)."""
+class Checkpointer:
+    """Reads and writes ``checkpoint.safetensors`` (+ ``history.json``) in ``directory`` (None: never writes)."""
 
-    def _config_for_check(self) -> dict[str, Any]:
-        tc = {k: v for k, v in self.config.to_dict().items() if k not in _RUN_FIELDS}
-        return json.loads(json.dumps({"train": tc, "game": self.game.config_dict()}, default=str))
+    def __init__(self, directory: str | Path | None) -> None:
+        self.directory = Path(directory) if directory is not None else None
 
-    def save_checkpoint(self) -> Path | None:
-        """Write everything needed for exact resume into one safetensors file (atomic). Rank 0 only."""
-        self._flush_logs()
-        if self.out_dir is None:
+    @property
+    def path(self) -> Path | None:
+        return self.directory / CHECKPOINT if self.directory is not None else None
+
+    def exists(self) -> bool:
+        return bool(self.path and self.path.is_file())
+
+    def save(self, tensors: Mapping[str, torch.Tensor], meta: Mapping[str, Any], *, game_kind: str, config: Mapping[str, Any],
+             history: History, callbacks: Mapping[str, Any], world_size: int) -> Path | None:
+        """Write one checkpoint (atomic: a crash keeps the previous one). Call on one rank only."""
+        if self.directory is None:
             return None
-        self._sync_buffers()
-        for name, net in self.raw_nets.items():
-            bad = [n for n, t in net.state_dict().items() if t.is_floating_point() and not torch.isfinite(t).all()]
-            if bad:
-                self._diverged(self.state.step, f"{name} weights ({bad[0]})", float("nan"))
-        if self.dist.is_main:
-            tensors: dict[str, torch.Tensor] = {}
-            opt_meta = {}
-            for name, net in self.raw_nets.items():
-                tensors.update({f"net.{name}.{k}": v for k, v in net.state_dict().items()})
-            for name, ema in self.ema.items():
-                tensors.update({f"ema.{name}.{k}": v for k, v in ema.state_dict().items()})
-            for name, opt in self.optimizers.items():
-                t, m = optimizer_to_tensors(opt, f"opt.{name}")
-                tensors.update(t)
-                opt_meta[name] = m
-            tensors.update(rng_state())
-            tensors.update(self._epoch_rng)
-            tensors.update({f"loader.gen{i}": g.get_state() for i, g in enumerate(self._loader_gens)})
-            meta = {
-                "kind": "minmax-checkpoint",
-                "game_kind": self.game.kind,
-                "config": self._config_for_check(),
-                "state": dataclasses.asdict(self.state),
-                "optimizers": opt_meta,
-                "schedulers": {n: {k: v for k, v in s.state_dict().items() if k != "lr_lambdas"} for n, s in self.schedulers.items()},
-                "scalers": {n: s.state_dict() for n, s in self.scalers.items()},
-                "world_size": self.dist.world_size,
-            }
-            self.out_dir.mkdir(parents=True, exist_ok=True)
-            self.history.save(self.out_dir / HISTORY)
-            save_tensors(self.out_dir / CHECKPOINT, tensors, {"json": json.dumps(meta, default=str)})
-        D.barrier()
-        return self.checkpoint_path
+        all_tensors = dict(tensors)
+        cb_meta = {}
+        for name, state in callbacks.items():
+            t, skeleton = split_tensors(state, f"cb.{name}")
+            all_tensors.update(t)
+            cb_meta[name] = skeleton
+        full = {"kind": KIND, "game_kind": game_kind, "config": dict(config), **meta, "world_size": world_size,
+                "callbacks": cb_meta}
+        self.directory.mkdir(parents=True, exist_ok=True)
+        history.save(self.directory / HISTORY)
+        save_tensors(self.directory / CHECKPOINT, all_tensors, {"json": json.dumps(full, default=str)})
+        return self.path
 
-    def load_checkpoint(self) -> None:
-        """Restore nets, EMA, optimizers, schedulers, scalers, step counters and RNG from ``out_dir``."""
-        path = self.checkpoint_path
+    def load(self, *, game_kind: str, config: Mapping[str, Any]) -> Loaded:
+        """Read and check the checkpoint: the same kind of game and the same configuration, or CheckpointError."""
+        path = self.path
+        if path is None:
+            raise CheckpointError("no checkpoint directory was given.")
         from safetensors import safe_open
 
-        tensors = _load_tensors(path, what="training checkpoint")
+        tensors = load_tensors(path, what="training checkpoint")
         try:
             with safe_open(str(path), framework="pt") as f:
                 meta = json.loads((f.metadata() or {})["json"])
         except (KeyError, json.JSONDecodeError) as e:
             raise CheckpointError(f"{path} has no engine metadata ({e}); it is not a training checkpoint.") from None
-        if meta.get("kind") != "minmax-checkpoint" or meta.get("game_kind") != self.game.kind:
-            raise CheckpointError(f"{path} is a {meta.get('game_kind')} checkpoint; this is a {self.game.kind}. Use another out_dir.")
-        mine = self._config_for_check()
-        if meta["config"] != mine:
-            diff = _first_diff(meta["config"], mine)
+        if meta.get("kind") != KIND or meta.get("game_kind") != game_kind:
+            raise CheckpointError(f"{path} is a {meta.get('game_kind')} checkpoint; this is a {game_kind}. Use another out_dir.")
+        stored = _without_retired(meta.get("config", {}), config)
+        if stored != dict(config):
             raise CheckpointError(
-                f"{path} was written with a different configuration ({diff}). Resume with the same settings, "
-                "or train into a new output directory."
+                f"{path} was written with a different configuration ({_first_diff(stored, dict(config))}). Resume with the "
+                "same settings, or train into a new output directory."
             )
-        from attacks.checkpoint import load_state_dict_into
+        callbacks = {name: join_tensors(s, tensors, f"cb.{name}") for name, s in meta.get("callbacks", {}).items()}
+        hist = self.directory / HISTORY if self.directory is not None else None
+        history = History.load(hist) if hist is not None and hist.is_file() else None
+        return Loaded({k: v for k, v in tensors.items() if not k.startswith("cb.")}, meta, history, callbacks)
 
-        for name, net in self.raw_nets.items():
-            load_state_dict_into(net, tensors, what=f"checkpoint net {name}", prefix=f"net.{name}.")
-        for name, ema in self.ema.items():
-            load_state_dict_into(ema, tensors, what=f"checkpoint EMA {name}", prefix=f"ema.{name}.")
-        for name, opt in self.optimizers.items():
-            optimizer_from_tensors(opt, {k: v.to(self.device) for k, v in tensors.items() if k.startswith(f"opt.{name}.")},
-                                   meta["optimizers"][name], f"opt.{name}")
-        for name, s in self.schedulers.items():
-            sd = s.state_dict()
-            sd.update(meta["schedulers"].get(name, {}))
-            s.load_state_dict(sd)
-        for name, s in self.scalers.items():
-            if name in meta.get("scalers", {}):
-                s.load_state_dict(meta["scalers"][name])
-        self.state = _State(**meta["state"])
-        self._epoch_rng = {k: v for k, v in tensors.items() if k.startswith("epoch.")}
-        self._loader_resume = {k: v for k, v in tensors.items() if k.startswith("loader.")}
-        if meta.get("world_size", 1) != self.dist.world_size and self.state.batch_in_epoch:
-            self.state.batch_in_epoch = 0  # another world size shards differently: restart this epoch
-            self._epoch_rng = {}
-        set_rng_state(tensors)
-        hist = self.out_dir / HISTORY
-        if hist.is_file():
-            self.history = History.load(hist)
-            self.history.steps = [r for r in self.history.steps if r["step"] <= self.state.step]
+
+def _without_retired(stored: Mapping[str, Any], mine: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(stored)
+    if isinstance(out.get("train"), Mapping) and isinstance(mine.get("train"), Mapping):
+        out["train"] = {k: v for k, v in out["train"].items() if k in mine["train"] or k not in RETIRED_FIELDS}
+    return out
 
 
 def _first_diff(a: Any, b: Any, path: str = "") -> str:

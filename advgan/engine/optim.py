@@ -1,21 +1,21 @@
-"""The engine's numeric setup of a player step: its optimizer and mixed-precision context."""
+"""The engine's numeric setup of a player step: its optimizer, LR schedule and mixed-precision context."""
 from __future__ import annotations
 
-from contextlib import nullcontext
-from typing import TYPE_CHECKING
+import math
+from collections.abc import Iterable
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any
 
 import torch
 
 from attacks.checks import check_choice
 
-if TYPE_CHECKING:
-    from .trainer import Player
-
+from .game import Player
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 
 
-def make_optimizer(p: Player, params) -> torch.optim.Optimizer:
+def make_optimizer(p: Player, params: Iterable[torch.nn.Parameter]) -> torch.optim.Optimizer:
     """The optimizer a player asks for (``Player.optimizer``)."""
     check_choice(p.optimizer, "optimizer", OPTIMIZERS)
     if p.optimizer == "sgd":
@@ -24,7 +24,27 @@ def make_optimizer(p: Player, params) -> torch.optim.Optimizer:
     return cls(params, lr=p.lr, betas=p.betas, weight_decay=p.weight_decay)
 
 
-def _autocast(device: torch.device, enabled: bool):
+def lr_factor(kind: str, total_rounds: int):
+    """The LR multiplier of round ``r``: constant 1, linear to 0, or cosine to 0 over ``total_rounds``."""
+    total = max(1, total_rounds)
+
+    def factor(r: int) -> float:
+        if kind == "linear":
+            return max(0.0, 1.0 - r / total)
+        if kind == "cosine":
+            return 0.5 * (1 + math.cos(math.pi * min(r, total) / total))
+        return 1.0
+
+    return factor
+
+
+def make_schedulers(optimizers: dict[str, torch.optim.Optimizer], kind: str,
+                    total_rounds: int) -> dict[str, torch.optim.lr_scheduler.LambdaLR]:
+    return {n: torch.optim.lr_scheduler.LambdaLR(o, lr_factor(kind, total_rounds)) for n, o in optimizers.items()}
+
+
+def autocast(device: torch.device, enabled: bool) -> tuple[AbstractContextManager[Any], Any]:
+    """``(context, scaler)``: bf16 autocast where supported, else fp16 with a GradScaler; off: a null context."""
     if not enabled:
         return nullcontext(), None
     if device.type == "cuda":
@@ -32,3 +52,6 @@ def _autocast(device: torch.device, enabled: bool):
         scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
         return torch.autocast("cuda", dtype=dtype), scaler
     return torch.autocast(device.type, dtype=torch.bfloat16), None
+
+
+_autocast = autocast  # the 0.1 name

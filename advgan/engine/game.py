@@ -1,0 +1,98 @@
+"""The contract between a model and the engine: players and a loss, nothing else.
+
+A game names its trainable networks (``nets``), lists its players in update order (``players()``) and
+returns a player's loss (``loss(player, nets, batch, step)``). ``nets`` is what the engine passes: the
+active player's network possibly wrapped (DistributedDataParallel, ``torch.compile``), the other players'
+networks as they are (frozen: no parameter gradients). A game never sees the trainer; side concerns
+(validation, sample grids, guards) are :class:`~advgan.engine.callbacks.Callback` objects.
+
+``loss(player, batch, step)`` (the 0.1 form, without ``nets``) still works on every game: it uses the
+game's own networks, which is what a direct call from a test or a notebook wants.
+"""
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from attacks.checks import check_choice, check_positive_int
+
+Nets = Mapping[str, nn.Module]
+Batch = tuple[torch.Tensor, ...]
+LossParts = dict[str, torch.Tensor]
+FROZEN_MODES = ("train", "eval")
+
+
+@dataclass(frozen=True)
+class Player:
+    """One trainable network's place in the schedule and its optimiser settings."""
+
+    name: str
+    lr: float
+    steps: int = 1                     #: steps of this player per round (a round = one step of the last player)
+    betas: tuple[float, float] = (0.5, 0.999)
+    weight_decay: float = 0.0
+    ema: bool = False                  #: keep an EMA copy of this network (when the config sets ema_decay)
+    optimizer: str = "adam"            #: adam | adamw (decoupled weight decay) | sgd (with ``momentum``)
+    momentum: float = 0.9              #: SGD momentum (Nesterov when > 0); ignored by adam / adamw
+    frozen_mode: str = "train"         #: how this network runs while another player steps: train (as is) | eval
+
+    def __post_init__(self) -> None:
+        check_positive_int(self.steps, "steps")
+        check_choice(self.frozen_mode, "frozen_mode", FROZEN_MODES)
+
+
+def takes_nets(loss: Callable[..., Any]) -> bool:
+    """True for ``loss(player, nets, batch, step)``, False for the 0.1 form ``loss(player, batch, step)``."""
+    try:
+        params = inspect.signature(loss).parameters.values()
+    except (TypeError, ValueError):
+        return True
+    if any(p.kind == p.VAR_POSITIONAL for p in params):
+        return True
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return len(positional) != 3
+
+
+def _accept_three_arguments(fn: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(fn)
+    def loss(self: MinMaxGame, player: str, *args: Any) -> Any:
+        if len(args) == 2:  # loss(player, batch, step): the game's own networks
+            return fn(self, player, self.nets, *args)
+        return fn(self, player, *args)
+
+    loss._three_arguments = True  # type: ignore[attr-defined]
+    return loss
+
+
+class MinMaxGame:
+    """What a model provides to the engine. ``nets`` maps player names to their (raw) networks."""
+
+    kind: str = "game"
+    nets: dict[str, nn.Module]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        fn = cls.__dict__.get("loss")
+        if callable(fn) and takes_nets(fn.__get__(object())) and not getattr(fn, "_three_arguments", False):
+            cls.loss = _accept_three_arguments(fn)  # type: ignore[method-assign]
+
+    def players(self) -> list[Player]:
+        raise NotImplementedError
+
+    def loss(self, player: str, nets: Nets, batch: Batch, step: int) -> tuple[torch.Tensor, LossParts]:
+        """Scalar loss for ``player`` to minimise on ``batch`` (with the networks ``nets``) and named parts to log."""
+        raise NotImplementedError
+
+    def frozen_modules(self) -> list[nn.Module]:
+        """Non-trainable modules the game uses (e.g. a target classifier); moved to the device, never trained."""
+        return []
+
+    def config_dict(self) -> dict[str, Any]:
+        """What, besides the config, must match for a checkpoint of this game to resume (shapes, classes, ...)."""
+        return {}
