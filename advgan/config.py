@@ -24,7 +24,7 @@ import math
 import re
 import typing
 from collections.abc import Callable, Sequence
-from typing import Any, ClassVar
+from typing import Any
 
 from attacks.checks import check_choice, check_positive_int
 
@@ -314,11 +314,13 @@ def field_docs(cls: type) -> dict[str, str]:
 class Config:
     """Base of every configuration: checks each field, then the cross-field rules of ``validate()``."""
 
-    _checked: ClassVar[bool] = True
-
     def __post_init__(self) -> None:
-        for name, check in field_checks(type(self)).items():
-            value = getattr(self, name)
+        checks = field_checks(type(self))
+        for f in dataclasses.fields(self):
+            check = checks.get(f.name)
+            if check is None:
+                continue
+            name, value = f.name, getattr(self, f.name)
             new = check(value, name)
             if new is not value:
                 object.__setattr__(self, name, new)

@@ -1,14 +1,18 @@
-"""Saving and loading trained models of the GAN family: ``weights.safetensors`` + ``config.json``.
+"""Saving and loading trained models: ``weights.safetensors`` + ``config.json``, and ``load(dir)`` by kind.
 
 One place for GAN, ConditionalGAN, Pix2Pix and AdvGAN: the config dataclass goes to JSON (with the
 model ``kind`` so a directory of another component is refused), the networks' state dicts go to one
 safetensors file under ``<net name>.`` prefixes. Loading never unpickles.
+
+Every model kind registers a loader (``register_kind``); :func:`load` reads ``config.json`` and dispatches
+on its ``kind``: ``classifier`` (an :class:`attacks.Classifier`), ``gan``, ``cgan``, ``pix2pix`` and
+``advgan``. An AdvGAN attacker is bound to the classifier it attacks: ``load(dir, classifier=clf)``.
 """
 from __future__ import annotations
 
 import dataclasses
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -28,6 +32,40 @@ from attacks.checkpoint import (
 WEIGHTS = "weights.safetensors"
 CONFIG = "config.json"
 C = TypeVar("C")
+Loader = Callable[..., Any]
+_KINDS: dict[str, Loader] = {}
+
+
+def register_kind(kind: str) -> Callable[[Loader], Loader]:
+    """Decorator: ``fn(directory, *, classifier=None, device=None)`` loads models whose config.json has ``kind``."""
+    def deco(fn: Loader) -> Loader:
+        _KINDS[kind] = fn
+        return fn
+
+    return deco
+
+
+def kinds() -> list[str]:
+    """The model kinds :func:`load` knows."""
+    return sorted(_KINDS)
+
+
+def load(directory: str | Path, *, classifier: nn.Module | None = None, device: str | torch.device | None = None) -> Any:
+    """The model saved in ``directory``, whatever its kind (see :func:`kinds`); ``classifier``: for an AdvGAN attacker."""
+    d = Path(directory)
+    if not d.is_dir():
+        raise CheckpointError(f"model directory {d} does not exist; point to a directory written by .save().")
+    kind = load_json(d / CONFIG, what="model").get("kind")
+    if kind not in _KINDS:
+        raise CheckpointError(f"{d} holds a {kind or 'unknown'!s} model; known kinds: {', '.join(kinds())}.")
+    return _KINDS[kind](d, classifier=classifier, device=device)
+
+
+@register_kind("classifier")
+def _load_classifier(directory: Path, *, classifier: nn.Module | None = None, device: str | torch.device | None = None) -> Any:
+    from attacks import Classifier
+
+    return Classifier.load(directory, device=device if device is not None else "cpu")
 
 
 def config_to_dict(config: Any) -> dict[str, Any]:

@@ -5,6 +5,7 @@
                                    sources=[attacker, PGD(eps=0.3, steps=10)], val_loader=test_loader)
 """
 from .augmentation import AdversarialAugmentation, AugmentedLoader
+from .callbacks import BestEpoch, OverfitGuard, TrainTime, Validation
 from .finetune import FinetuneConfig, FinetuneGame, finetune
 from .methods import METHODS
 from .report import DefenseReport, before_after, retrain_attacker
@@ -14,6 +15,7 @@ from .validation import attack_stats, guard_accuracy
 
 __all__ = [
     "AdversarialAugmentation", "AugmentedLoader", "FinetuneConfig", "FinetuneGame", "finetune", "METHODS",
+    "BestEpoch", "OverfitGuard", "TrainTime", "Validation",
     "DefenseReport", "before_after", "retrain_attacker", "play_rounds", "rounds_markdown",
     "load_advgan_pool", "parse_source", "parse_sources", "attack_stats", "guard_accuracy",
 ]

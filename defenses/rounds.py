@@ -19,11 +19,12 @@ from typing import Any
 
 from torch.utils.data import DataLoader, Dataset
 
+from advgan.config import Integer
+from advgan.data import as_loader
 from attacks import PGD, Classifier
 from attacks.checkpoint import save_json
-from attacks.checks import check_positive_int
 
-from .finetune import FinetuneConfig, _as_loader, finetune
+from .finetune import FinetuneConfig, finetune
 from .validation import attack_stats
 
 
@@ -44,8 +45,8 @@ def play_rounds(classifier: Classifier, train_loader: DataLoader | Dataset, conf
         raise TypeError(f"classifier must be an attacks.Classifier, got {type(classifier).__name__}.")
     if not isinstance(config, FinetuneConfig):
         raise TypeError(f"config must be a FinetuneConfig, got {type(config).__name__}.")
-    check_positive_int(rounds, "rounds")
-    check_positive_int(attacker_epochs, "attacker_epochs")
+    Integer(1)(rounds, "rounds")
+    Integer(1)(attacker_epochs, "attacker_epochs")
     if config.method != "augment":
         raise ValueError(f"rounds fine-tune on the attackers' examples: use method='augment' (got {config.method!r}).")
     acfg = attacker_config or AdvGANConfig(eps=config.eps, norm=config.norm, seed=config.seed, device=config.device,
@@ -53,8 +54,8 @@ def play_rounds(classifier: Classifier, train_loader: DataLoader | Dataset, conf
     if abs(acfg.eps - config.eps) > 1e-9 or acfg.norm != config.norm:
         raise ValueError(f"attacker_config's threat model ({acfg.norm}, {acfg.eps:g}) differs from the fine-tuning one "
                          f"({config.norm}, {config.eps:g}).")
-    train = _as_loader(train_loader, config.batch_size, True, config.seed, "train_loader")
-    val = _as_loader(val_loader, 512, False, config.seed, "val_loader")
+    train = as_loader(train_loader, config.batch_size, shuffle=True, seed=config.seed, what="train_loader")
+    val = as_loader(val_loader, 512, shuffle=False, seed=config.seed, what="val_loader")
     out = Path(out_dir) if out_dir is not None else None
     pgd = PGD(eps=config.eps, norm=config.norm, steps=pgd_steps, seed=config.seed)
     clf = classifier

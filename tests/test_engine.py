@@ -31,16 +31,16 @@ class ToyGame(MinMaxGame):
     def players(self):
         return [Player("D", self.cfg.lr_d, self.cfg.d_steps), Player("G", self.cfg.lr_g, 1, ema=True)]
 
-    def loss(self, player, batch, step):
+    def loss(self, player, nets, batch, step):
         self.calls.append(player)
         x = batch[0]
         z = torch.randn(x.shape[0], 2)
         if player == "D":
-            fake = self.nets["G"](z).detach()
-            loss = F.softplus(-self.nets["D"](x)).mean() + F.softplus(self.nets["D"](fake)).mean()
+            fake = nets["G"](z).detach()
+            loss = F.softplus(-nets["D"](x)).mean() + F.softplus(nets["D"](fake)).mean()
         else:
-            loss = F.softplus(-self.nets["D"](self.nets["G"](z))).mean()
-            self.grad_seen.append(("D", any(p.requires_grad for p in self.nets["D"].parameters())))
+            loss = F.softplus(-nets["D"](nets["G"](z))).mean()
+            self.grad_seen.append(("D", any(p.requires_grad for p in nets["D"].parameters())))
         if self.blow_up_at is not None and step >= self.blow_up_at:
             loss = loss * float("nan")
         return loss, {}
@@ -79,10 +79,10 @@ def test_exact_resume_matches_uninterrupted(tmp_path):
     trainer = MinMaxTrainer(game, cfg, tmp_path)
     orig = game.loss
 
-    def loss(player, batch, step):
+    def loss(player, nets, batch, step):
         if step == 13 and player == "D":  # checkpoints at steps 3,6,9,12 and end of epoch 1 (8)
             raise Stop
-        return orig(player, batch, step)
+        return orig(player, nets, batch, step)
 
     game.loss = loss
     with pytest.raises(Stop):

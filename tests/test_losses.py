@@ -134,10 +134,10 @@ class _FixedGeneratorGame(MinMaxGame):
     def players(self):
         return [Player("D", 1e-2, 1, (0.9, 0.999))]
 
-    def loss(self, player, batch, step):
+    def loss(self, player, nets, batch, step):
         x = batch[0]
         fake = self.mu_g + self.s_g * torch.randn_like(x)
-        return losses.d_loss("non_saturating", self.nets["D"](x).squeeze(1), self.nets["D"](fake).squeeze(1)), {}
+        return losses.d_loss("non_saturating", nets["D"](x).squeeze(1), nets["D"](fake).squeeze(1)), {}
 
 
 def test_engine_trained_discriminator_approaches_optimal_discriminator():

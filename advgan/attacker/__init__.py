@@ -1,7 +1,9 @@
 """AdvGAN (the attacker), its :class:`attacks.Attack` (``GeneratorAttack``) and black-box AdvGAN."""
 from .blackbox import MODES, BlackBox, BlackBoxAdvGAN, DynamicDistillationGame, distill_labels
+from .callbacks import AdvGANValidation, QueryCount
+from .game import KIND, AdvGANGame
 from .generator_attack import GeneratorAttack, generator_delta
-from .model import GENERATORS, KIND, AdvGAN, AdvGANConfig, AdvGANGame, build_generator
+from .model import GENERATORS, AdvGAN, AdvGANConfig, build_generator
 
 __all__ = ["AdvGAN", "AdvGANConfig", "AdvGANGame", "GENERATORS", "KIND", "build_generator", "GeneratorAttack",
-           "generator_delta", "BlackBox", "BlackBoxAdvGAN", "DynamicDistillationGame", "distill_labels", "MODES"]
+           "generator_delta", "AdvGANValidation", "QueryCount", "BlackBox", "BlackBoxAdvGAN", "DynamicDistillationGame", "distill_labels", "MODES"]

@@ -32,10 +32,14 @@ from attacks.checks import check_choice, check_images, check_positive_int
 from attacks.classifier import Classifier
 
 from .. import data as data_mod
-from ..engine import Player
+from ..config import Integer, Real
+from ..engine import Callback, Player
+from ..engine.game import Batch, LossParts, Nets
 from ..engine.history import History
+from .callbacks import QueryCount
+from .game import AdvGANGame
 from .generator_attack import GeneratorAttack
-from .model import AdvGAN, AdvGANConfig, AdvGANGame
+from .model import AdvGAN, AdvGANConfig
 
 MODES = ("static", "dynamic")
 
@@ -102,38 +106,39 @@ def distill_labels(bb: BlackBox, dataset: Dataset, batch_size: int = 512) -> dat
 
 
 class DynamicDistillationGame(AdvGANGame):
-    """AdvGAN's game with a third player ``S`` (the surrogate) that tracks the black box."""
+    """AdvGAN's game with a third player ``S`` (the surrogate) that tracks the black box.
 
-    def __init__(self, owner: _DynamicAdvGAN) -> None:
-        super().__init__(owner)
-        self.bb = owner.blackbox
-        self.nets["S"] = owner.classifier
+    D and G attack S as it will be evaluated (``frozen_mode="eval"``: the engine runs S in eval mode while
+    they step); S's own step makes it agree with the black box on the clean and the freshly generated images."""
+
+    def __init__(self, config: AdvGANConfig, G: nn.Module, D: nn.Module, surrogate: nn.Module, blackbox: BlackBox, *,
+                 surrogate_lr: float, s_steps: int, num_classes: int, in_chans: int) -> None:
+        super().__init__(config, G, D, surrogate, num_classes=num_classes, in_chans=in_chans)
+        self.bb, self.surrogate_lr, self.s_steps = blackbox, surrogate_lr, s_steps
+        self.nets["S"] = surrogate
 
     def target_model(self) -> nn.Module:
         return self.nets["S"]
+
+    def attacked(self, nets: Nets) -> nn.Module:
+        return nets["S"]
 
     def frozen_modules(self) -> list[nn.Module]:
         return []
 
     def players(self) -> list[Player]:
-        o: _DynamicAdvGAN = self.owner  # type: ignore[assignment]
-        return super().players() + [Player("S", o.surrogate_lr, o.s_steps, (0.9, 0.999))]
+        return super().players() + [Player("S", self.surrogate_lr, self.s_steps, (0.9, 0.999), frozen_mode="eval")]
 
     def config_dict(self) -> dict[str, Any]:
-        o: _DynamicAdvGAN = self.owner  # type: ignore[assignment]
-        return {**super().config_dict(), "blackbox": "dynamic", "surrogate_lr": o.surrogate_lr, "s_steps": o.s_steps}
+        return {**super().config_dict(), "blackbox": "dynamic", "surrogate_lr": self.surrogate_lr, "s_steps": self.s_steps}
 
-    def loss(self, player: str, batch: tuple[torch.Tensor, ...], step: int):
-        S = self.nets["S"]
+    def loss(self, player: str, nets: Nets, batch: Batch, step: int) -> tuple[torch.Tensor, LossParts]:
         if player != "S":
-            S.eval()  # G attacks the surrogate as it will be evaluated
-            try:
-                return super().loss(player, batch, step)
-            finally:
-                S.train()
+            return super().loss(player, nets, batch, step)
+        S = nets["S"]
         x, y_bb = batch[0], batch[1]
         with torch.no_grad():
-            x_adv, _ = self.adversarial(x, self.draw_targets(y_bb))
+            x_adv, _ = self.adversarial(x, self.draw_targets(y_bb), nets["G"])
         y_adv = self.bb.predict_labels(x_adv)
         loss = F.cross_entropy(S(x), y_bb) + F.cross_entropy(S(x_adv), y_adv)
         return loss, {"queries": torch.tensor(float(self.bb.queries)),
@@ -146,7 +151,11 @@ class _DynamicAdvGAN(AdvGAN):
         super().__init__(surrogate, config)
 
     def _make_game(self) -> AdvGANGame:
-        return DynamicDistillationGame(self)
+        return DynamicDistillationGame(self.config, self.G, self.D, self.classifier, self.blackbox, surrogate_lr=self.surrogate_lr,
+                                       s_steps=self.s_steps, num_classes=self.num_classes, in_chans=self.in_chans)
+
+    def _callbacks(self, val: DataLoader | None, x: torch.Tensor, y: torch.Tensor) -> list[Callback]:
+        return super()._callbacks(val, x, y) + [QueryCount(self.blackbox)]
 
 
 class BlackBoxAdvGAN:
@@ -173,11 +182,9 @@ class BlackBoxAdvGAN:
             raise TypeError(f"config must be an AdvGANConfig, got {type(self.config).__name__}.")
         self.blackbox, self.mode = blackbox, check_choice(mode, "mode", MODES)
         self.surrogate_arch = surrogate
-        self.surrogate_epochs = check_positive_int(surrogate_epochs, "surrogate_epochs")
-        self.s_steps = check_positive_int(s_steps, "s_steps")
-        if not (isinstance(surrogate_lr, (int, float)) and surrogate_lr > 0):
-            raise ValueError(f"surrogate_lr must be a positive number, got {surrogate_lr!r}.")
-        self.surrogate_lr = float(surrogate_lr)
+        self.surrogate_epochs = Integer(1)(surrogate_epochs, "surrogate_epochs")
+        self.s_steps = Integer(1)(s_steps, "s_steps")
+        self.surrogate_lr = float(Real(0)(surrogate_lr, "surrogate_lr"))
         self.surrogate: Classifier | None = None
         self.attacker: AdvGAN | None = None
         self.queries: dict[str, int] = {}
@@ -185,7 +192,7 @@ class BlackBoxAdvGAN:
     def fit(self, data: Dataset | DataLoader, epochs: int, out_dir: str | Path | None = None, resume: bool = True,
             val_loader: Dataset | DataLoader | None = None) -> History:
         """Distill the surrogate (static), then train AdvGAN against it (and keep distilling when dynamic)."""
-        check_positive_int(epochs, "epochs")
+        Integer(1)(epochs, "epochs")
         ds = data.dataset if isinstance(data, DataLoader) else data
         if not isinstance(ds, Dataset):
             raise TypeError(f"expected a torch Dataset or DataLoader of (image, label) pairs, got {type(data).__name__}.")
@@ -220,11 +227,6 @@ class BlackBoxAdvGAN:
             self.attacker = AdvGAN(self.surrogate, self.config)
         else:
             self.attacker = _DynamicAdvGAN(self.surrogate, self.config, self.blackbox, self.surrogate_lr, self.s_steps)
-            hist = out / "checkpoint" / "history.json" if out is not None else None
-            if resume and hist is not None and hist.is_file():
-                last = History.load(hist).last("S/queries")
-                if last is not None:
-                    self.blackbox.queries = int(last)
         history = self.attacker.fit(labeled, epochs, out_dir=out, resume=resume, val_loader=val_loader)
         self.surrogate.freeze()
         self.queries["total"] = self.blackbox.queries

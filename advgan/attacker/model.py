@@ -16,6 +16,7 @@ A targeted AdvGAN is one generator conditioned on the target class; targets are 
     atk = AdvGAN(clf, AdvGANConfig(eps=0.3))
     history = atk.fit(train_ds, epochs=5, val_loader=test_loader)
     x_adv = atk.as_attack()(clf, x, y)
+    atk.save(dir); atk = AdvGAN.load(dir, clf)        # an attacker is bound to the classifier it attacks
 """
 from __future__ import annotations
 
@@ -23,27 +24,34 @@ import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, default_collate
 
+from attacks import Measurement, measure
 from attacks.base import frozen_eval, random_targets
-from attacks.checkpoint import CheckpointError
-from attacks.checks import check_choice, check_eps, check_images, check_labels, check_positive_int, looks_like_probabilities
-from attacks.losses import cw_margin, is_adversarial
+from attacks.checks import check_eps, check_images, check_labels, looks_like_probabilities
 from attacks.threat import ThreatModel
 
-from .. import data as data_mod
-from ..engine import MinMaxGame, MinMaxTrainer, Player, TrainConfig
+from .. import modelio
+from ..config import FLAG, Choice, Custom, Integer, Real
+from ..data.loaders import as_loader
+from ..engine import Callback, SampleGrid, Trainable, TrainConfig
 from ..engine.history import History
 from ..gans import losses
-from ..modelio import config_from_dict, load_weights, read_model_config, save_model
-from .generator_attack import GeneratorAttack, generator_delta
+from .callbacks import AdvGANValidation
+from .game import KIND, AdvGANGame
+from .generator_attack import GeneratorAttack
 
-KIND = "advgan"
 GENERATORS = ("resnet", "unet")
+NONNEG = Real(0, closed=True)
+
+
+def _gan_loss(value: Any, name: str) -> Any:
+    losses.resolve(value)
+    return value
 
 
 @dataclass(frozen=True)
@@ -56,35 +64,23 @@ class AdvGANConfig(TrainConfig):
     attack fools the black box 96 % of the time with kappa 10 against 67 % with kappa 1.
     lr 3e-3 beat the paper-like 1e-3. See benchmarks/advgan.py for the full table."""
 
-    eps: float = 0.3
-    norm: str = "linf"                 #: linf | l2
-    targeted: bool = False             #: one generator conditioned on the target class
-    kappa: float = 10.0                #: C&W confidence margin on logits (see above)
-    alpha: float = 1.0                 #: weight of the GAN loss
-    beta: float = 1.0                  #: weight of the hinge loss on ||delta||_2
-    c: float | None = None             #: hinge bound; None: eps * sqrt(pixels) / 2 (L-inf) or eps (L2)
-    gan_loss: str = "lsgan"
-    generator: str = "resnet"          #: resnet (paper's encoder-decoder) | unet
-    width: int = 8                     #: first-layer channels of G and D (paper: 8)
+    eps: float = 0.3                   #: budget in pixel units [0, 1] (e.g. 0.3, or 8/255=0.0314)
+    norm: Annotated[str, Choice(("linf", "l2"))] = "linf"    #: linf | l2
+    targeted: Annotated[bool, FLAG] = False                  #: one generator conditioned on the target class
+    kappa: Annotated[float, NONNEG] = 10.0                   #: C&W confidence margin on logits (see above)
+    alpha: Annotated[float, NONNEG] = 1.0                    #: GAN loss weight
+    beta: Annotated[float, NONNEG] = 1.0                     #: hinge loss weight
+    #: hinge bound on ||delta||_2; None: eps * sqrt(pixels) / 2 (L-inf) or eps (L2)
+    c: Annotated[float | None, Real(0, closed=True, optional=True, what="a finite number >= 0 (the hinge bound on ||delta||_2)")] = None
+    gan_loss: Annotated[str, Custom(_gan_loss, "a GAN loss name")] = "lsgan"   #: GAN loss (least squares, as in the paper)
+    generator: Annotated[str, Choice(GENERATORS)] = "resnet"  #: resnet (paper's encoder-decoder) | unet
+    width: Annotated[int, Integer(1)] = 8                    #: first-layer channels of G and D (paper: 8)
     lr_g: float = 3e-3
     lr_d: float = 3e-3
     batch_size: int = 32
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        check_choice(self.norm, "norm", ("linf", "l2"))
+    def validate(self) -> None:
         object.__setattr__(self, "eps", check_eps(self.eps, self.norm))
-        losses.resolve(self.gan_loss)
-        check_choice(self.generator, "generator", GENERATORS)
-        check_positive_int(self.width, "width")
-        for name in ("kappa", "alpha", "beta"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not (v >= 0 and math.isfinite(v)):
-                raise ValueError(f"{name} must be a finite number >= 0, got {v!r}.")
-        if self.c is not None and (isinstance(self.c, bool) or not isinstance(self.c, (int, float)) or not self.c >= 0):
-            raise ValueError(f"c (hinge bound on ||delta||_2) must be a number >= 0 or None (auto), got {self.c!r}.")
-        if not isinstance(self.targeted, bool):
-            raise TypeError(f"targeted must be True or False, got {self.targeted!r}.")
 
     @property
     def threat(self) -> ThreatModel:
@@ -120,78 +116,11 @@ def _check_classifier(classifier: Any) -> tuple[int, int]:
     return n, c
 
 
-class AdvGANGame(MinMaxGame):
-    """The AdvGAN min-max game for the engine: players D then G; the classifier is a frozen module."""
+class AdvGAN(Trainable):
+    """The AdvGAN attacker of a frozen ``classifier`` (an :class:`attacks.Classifier`, timm or plain module).
 
-    kind = KIND
-
-    def __init__(self, owner: AdvGAN) -> None:
-        self.owner, self.cfg = owner, owner.config
-        self.nets = {"D": owner.D, "G": owner.G}
-        self.val_loader: DataLoader | None = None
-        self.grid_batch: tuple[torch.Tensor, torch.Tensor] | None = None
-
-    # -- the model the generator attacks (a black-box surrogate overrides this)
-    def target_model(self) -> nn.Module:
-        return self.owner.classifier
-
-    def players(self) -> list[Player]:
-        c = self.cfg
-        return [Player("D", c.lr_d, c.d_steps, c.betas, c.weight_decay),
-                Player("G", c.lr_g, 1, c.betas, c.weight_decay, ema=bool(c.ema_decay))]
-
-    def frozen_modules(self) -> list[nn.Module]:
-        return [self.owner.classifier]
-
-    def config_dict(self) -> dict[str, Any]:
-        return {"num_classes": self.owner.num_classes, "in_chans": self.owner.in_chans}
-
-    def draw_targets(self, y: torch.Tensor) -> torch.Tensor | None:
-        return random_targets(y, self.owner.num_classes) if self.cfg.targeted else None
-
-    def adversarial(self, x: torch.Tensor, t: torch.Tensor | None, generator: nn.Module | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        delta = generator_delta(generator or self.nets["G"], x, t, self.cfg.threat)
-        x_adv = (x + delta).clamp(0.0, 1.0)
-        return x_adv, x_adv - x
-
-    def loss(self, player: str, batch: tuple[torch.Tensor, ...], step: int):
-        x, y = batch[0], batch[1]
-        t = self.draw_targets(y)
-        cfg, D = self.cfg, self.nets["D"]
-        if player == "D":
-            with torch.no_grad():
-                x_adv, _ = self.adversarial(x, t)
-            loss = losses.d_loss(cfg.gan_loss, D(x), D(x_adv))
-            return loss, {}
-        x_adv, delta = self.adversarial(x, t)
-        logits = self.target_model()(x_adv)
-        l_adv = cw_margin(logits, y, t, cfg.kappa).mean()
-        l_gan = losses.g_loss(cfg.gan_loss, D(x_adv))
-        norms = delta.flatten(1).norm(dim=1)
-        l_hinge = torch.relu(norms - cfg.hinge_bound(x[0].numel())).mean()
-        loss = l_adv + cfg.alpha * l_gan + cfg.beta * l_hinge
-        success = is_adversarial(logits.detach(), y, t).float().mean()
-        return loss, {"adv": l_adv.detach(), "gan": l_gan.detach(), "hinge": l_hinge.detach(),
-                      "l2": norms.detach().mean(), "asr": success}
-
-    def on_epoch_end(self, trainer: MinMaxTrainer) -> dict[str, float]:
-        if self.val_loader is None:
-            return {}
-        G = trainer.ema_net("G")
-        was = G.training
-        G.eval()
-        try:
-            return {f"val_{k}": v for k, v in self.owner._asr(self.val_loader, generator=G, device=trainer.device).items()}
-        finally:
-            G.train(was)
-
-    def sample_grid(self, path: Path, trainer: MinMaxTrainer) -> None:
-        if self.grid_batch is not None:
-            self.owner.sample_grid(path, *self.grid_batch, generator=trainer.ema_net("G"))
-
-
-class AdvGAN:
-    """The AdvGAN attacker of a frozen ``classifier`` (an :class:`attacks.Classifier`, timm or plain module)."""
+    The model pattern of the library: ``config``, ``nets`` (G and D), ``game`` (an :class:`AdvGANGame`);
+    ``generator`` is the network that attacks (the EMA copy when ``ema_decay`` is set and training ran)."""
 
     def __init__(self, classifier: nn.Module, config: AdvGANConfig | None = None) -> None:
         config = AdvGANConfig() if config is None else config
@@ -205,18 +134,19 @@ class AdvGAN:
             from ..gans.nets.encdec import ConvDiscriminator
 
             self.D = ConvDiscriminator(self.in_chans, width=config.width)
-        self.history = History()
         self.game = self._make_game()
-        self._trainer: MinMaxTrainer | None = None
-        self._trainer_dir: Path | None = None
 
     def _make_game(self) -> AdvGANGame:
-        return AdvGANGame(self)
+        return AdvGANGame(self.config, self.G, self.D, self.classifier, num_classes=self.num_classes, in_chans=self.in_chans)
+
+    @property
+    def nets(self) -> dict[str, nn.Module]:
+        return self.game.nets
 
     @property
     def generator(self) -> nn.Module:
         """The generator used to attack (the EMA copy when ``ema_decay`` is set and training ran)."""
-        return self._trainer.ema_net("G") if self._trainer is not None else self.G
+        return self.ema_net("G")
 
     @property
     def device(self) -> torch.device:
@@ -224,11 +154,7 @@ class AdvGAN:
 
     # ------------------------------------------------------------------ training
     def _as_loader(self, data: Dataset | DataLoader, shuffle: bool) -> DataLoader:
-        if isinstance(data, DataLoader):
-            return data
-        if isinstance(data, Dataset):
-            return data_mod.loader(data, self.config.batch_size, shuffle=shuffle, seed=self.config.seed)
-        raise TypeError(f"expected a torch Dataset or DataLoader of (image, label) pairs, got {type(data).__name__}.")
+        return as_loader(data, self.config.batch_size, shuffle=shuffle, seed=self.config.seed, what="the data")
 
     def check_data(self, loader: DataLoader, what: str = "training data") -> tuple[torch.Tensor, torch.Tensor]:
         """Validate the first items of ``loader``'s dataset and the classifier's outputs on them (no RNG used)."""
@@ -264,26 +190,25 @@ class AdvGAN:
         and the trained attacker is saved to ``out_dir`` (``AdvGAN.load(out_dir, clf)``).
         ``val_loader``: attack success rate on it is logged after every epoch (``history.epochs``).
         """
-        check_positive_int(epochs, "epochs")
+        Integer(1)(epochs, "epochs")
         loader = self._as_loader(data, shuffle=True)
         val = self._as_loader(val_loader, shuffle=False) if val_loader is not None else None
         x0, y0 = self.check_data(loader)
         if val is not None:
             x0, y0 = self.check_data(val, "validation data")
         ckpt = Path(out_dir) / "checkpoint" if out_dir is not None else None
-        if self._trainer is None or ckpt != self._trainer_dir:
-            self._trainer = MinMaxTrainer(self.game, self.config, ckpt)
-            self._trainer_dir = ckpt
-        self.game.val_loader = val
-        self.game.grid_batch = (x0[:8], y0[:8])
-        model = self.game.target_model()
-        with frozen_eval(model):
-            self.history = self._trainer.fit(loader, epochs, resume=resume)
+        with frozen_eval(self.game.target_model()):
+            history = self.train(loader, epochs, ckpt, resume=resume, callbacks=self._callbacks(val, x0[:8], y0[:8]))
         for net in (self.G, self.D):
             net.eval()
-        if out_dir is not None and self._trainer.dist.is_main:
+        if out_dir is not None and self.trainer is not None and self.trainer.dist.is_main:
             self.save(out_dir)
-        return self.history
+        return history
+
+    def _callbacks(self, val: DataLoader | None, x: torch.Tensor, y: torch.Tensor) -> list[Callback]:
+        """Validation on ``val`` (when given) and a sample grid of ``x`` after each epoch."""
+        grid = SampleGrid(lambda path, trainer: self.sample_grid(path, x, y, generator=trainer.ema_net("G")))
+        return ([AdvGANValidation(self, val)] if val is not None else []) + [grid]
 
     # ------------------------------------------------------------------ attacking
     def _targets(self, target: Any, n: int, device: torch.device) -> torch.Tensor | None:
@@ -317,28 +242,32 @@ class AdvGAN:
         return GeneratorAttack(self.generator, self.config.eps, self.config.norm, targeted=self.config.targeted,
                                num_classes=self.num_classes, batch_size=batch_size, seed=self.config.seed)
 
-    @torch.no_grad()
-    def _asr(self, loader: DataLoader, generator: nn.Module | None = None, device: torch.device | None = None) -> dict[str, float]:
-        """Attack success rate over correctly classified items of ``loader`` (targets seeded for targeted)."""
-        model = self.game.target_model()
-        dev = device or self.device
-        g = torch.Generator().manual_seed(self.config.seed + 1)
-        hit = correct = total = 0
-        with frozen_eval(model):
-            for x, y in loader:
-                x, y = x.to(dev), y.to(dev)
-                t = random_targets(y.cpu(), self.num_classes, generator=g).to(dev) if self.config.targeted else None
-                ok = model(x).argmax(1) == y
-                x_adv, _ = self.game.adversarial(x, t, generator=generator or self.generator)
-                hit += int((is_adversarial(model(x_adv), y, t) & ok).sum())
-                correct += int(ok.sum())
-                total += x.shape[0]
-        return {"asr": hit / max(correct, 1), "clean_acc": correct / max(total, 1)}
+    def measure(self, data: Dataset | DataLoader, *, model: nn.Module | None = None,
+                generator: nn.Module | None = None) -> Measurement:
+        """``attacks.measure`` of the generator against ``model`` (default: the classifier it attacks) on ``data``.
+
+        A targeted attacker aims at random targets != label, seeded (``config.seed + 1`` and the batch index)."""
+        G = generator if generator is not None else self.generator
+        game = self.game
+
+        def attack(m: nn.Module, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None = None) -> torch.Tensor:
+            with torch.no_grad():
+                return game.adversarial(x, target, generator=G)[0]
+
+        target_model = model if model is not None else game.target_model()
+        return measure(target_model, self._as_loader(data, shuffle=False), attack, targeted=self.config.targeted,
+                       seed=self.config.seed + 1, device=self.device)
+
+    def rates(self, data: Dataset | DataLoader, *, model: nn.Module | None = None,
+              generator: nn.Module | None = None) -> dict[str, float]:
+        """``{"asr", "clean_acc"}``: success rate over the correctly classified items (target hits when targeted)."""
+        m = self.measure(data, model=model, generator=generator)
+        hits = m.n_target_hits if self.config.targeted and m.n_target_hits is not None else m.n_fooled
+        return {"asr": hits / max(m.n_correct, 1), "clean_acc": m.n_correct / max(m.n, 1)}
 
     def attack_success_rate(self, data: Dataset | DataLoader) -> float:
         """Fraction of correctly classified items the generator fools (hits a random target when targeted)."""
-        loader = self._as_loader(data, shuffle=False)
-        return self._asr(loader)["asr"]
+        return self.rates(data)["asr"]
 
     def sample_grid(self, path: str | Path, x: torch.Tensor, y: torch.Tensor | None = None,
                     generator: nn.Module | None = None) -> Path:
@@ -352,7 +281,7 @@ class AdvGAN:
             yy = y[:8].to(dev) if y is not None else model(x).argmax(1)
             t = random_targets(yy.cpu(), self.num_classes, generator=torch.Generator().manual_seed(self.config.seed)).to(dev)
         with frozen_eval(model), torch.no_grad():
-            x_adv, _ = self.game.adversarial(x, t, generator=generator or self.generator)
+            x_adv, _ = self.game.adversarial(x, t, generator=generator if generator is not None else self.generator)
             pc, pa = model(x).argmax(1).cpu(), model(x_adv).argmax(1).cpu()
         title = f"AdvGAN {self.config.norm} eps={self.config.eps:g}" + (f" targets {t.tolist()}" if t is not None else "")
         return image_grid(x.cpu(), x_adv.cpu(), pc, pa, path, title=title)
@@ -361,24 +290,21 @@ class AdvGAN:
     def save(self, directory: str | Path) -> Path:
         """Write ``weights.safetensors`` (G, D) + ``config.json`` (kind "advgan") into ``directory``."""
         nets = {"G": self.generator, "D": self.D}
-        return save_model(directory, KIND, self.config, nets,
-                          extra={"num_classes": self.num_classes, "in_chans": self.in_chans, "history": self.history.epochs})
+        return modelio.save_model(directory, KIND, self.config, nets,
+                                  extra={"num_classes": self.num_classes, "in_chans": self.in_chans, "history": self.history.epochs})
 
     @classmethod
     def load(cls, directory: str | Path, classifier: nn.Module, *, device: str | torch.device | None = None) -> AdvGAN:
         """Rebuild a saved attacker for ``classifier`` (which must match its classes and channels)."""
-        meta = read_model_config(directory, KIND)
-        cfg = config_from_dict(AdvGANConfig, meta["config"])
+        meta = modelio.read_model_config(directory, KIND)
+        cfg = modelio.config_from_dict(AdvGANConfig, meta["config"])
         n, c = _check_classifier(classifier)
         extra = meta.get("extra", {})
         if extra.get("num_classes") != n or extra.get("in_chans") != c:
             raise ValueError(f"{directory} holds an attacker for {extra.get('num_classes')} classes and {extra.get('in_chans')} "
                              f"channel(s); this classifier has {n} classes and {c} channel(s).")
         atk = cls(classifier, cfg)
-        try:
-            load_weights(directory, {"G": atk.G, "D": atk.D}, KIND)
-        except CheckpointError:
-            raise
+        modelio.load_weights(directory, {"G": atk.G, "D": atk.D}, KIND)
         atk.history = History([], list(extra.get("history", [])))
         dev = device if device is not None else next(iter(classifier.parameters()), torch.empty(0)).device
         atk.G.to(dev).eval()
@@ -388,3 +314,11 @@ class AdvGAN:
     def __repr__(self) -> str:
         c = self.config
         return f"AdvGAN(eps={c.eps:g}, norm={c.norm!r}, targeted={c.targeted}, generator={c.generator!r})"
+
+
+@modelio.register_kind(KIND)
+def _load_advgan(directory: Path, *, classifier: nn.Module | None = None, device: str | torch.device | None = None) -> AdvGAN:
+    if classifier is None:
+        raise TypeError(f"{directory} holds an AdvGAN attacker, which is bound to the classifier it attacks: "
+                        "load it with advgan.load(dir, classifier=clf) or AdvGAN.load(dir, clf).")
+    return AdvGAN.load(directory, classifier, device=device)

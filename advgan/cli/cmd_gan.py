@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     hist = model.fit(train, args.epochs, out_dir=out / "train")
     model.save(out / "model")
     model.sample_grid(out / "samples.png")
-    res: dict = {"dataset": args.dataset, "loss": cfg.loss, "epochs": args.epochs, "steps": model._trainer.state.step}
+    res: dict = {"dataset": args.dataset, "loss": cfg.loss, "epochs": args.epochs, "steps": model.trainer.state.step if model.trainer else 0}
     if toy:
         cov = metrics.mode_coverage(model.sample(2500, seed=args.seed + 1), train.modes, train.std)
         res.update({"modes_captured": cov["modes_captured"], "num_modes": cov["num_modes"],

@@ -66,8 +66,7 @@ def run(args: argparse.Namespace) -> int:
         hist = atk.fit(train, args.epochs, out_dir=out, val_loader=data.loader(test, 256))
     seconds = time.perf_counter() - t0
     test_loader = data.loader(test, 256)
-    atk.classifier = clf  # measure against the real target (black-box: the attacker was trained on a surrogate)
-    res = atk._asr(test_loader)
+    res = atk.rates(test_loader, model=clf)  # against the real target (black-box: the attacker was trained on a surrogate)
     xs = next(iter(data.loader(test, 8, shuffle=True, seed=args.seed)))
     atk.sample_grid(out / "samples.png", xs[0], xs[1])
     hist.plot(out / "losses.png", title=f"AdvGAN {args.norm} eps={args.eps:g}" + (f" black-box {args.black_box}" if args.black_box else ""))

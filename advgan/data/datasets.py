@@ -101,16 +101,6 @@ def load(name: str, **kwargs: Any) -> tuple[Dataset, Dataset]:
     return train, test
 
 
-def loader(dataset: Dataset, batch_size: int = 128, *, shuffle: bool = False, seed: int = 0, drop_last: bool = False,
-           num_workers: int = 0, pin_memory: bool = False) -> DataLoader:
-    """A DataLoader whose shuffling order is fixed by ``seed``."""
-    if len(dataset) == 0:  # type: ignore[arg-type]
-        raise ValueError("the dataset is empty; nothing to load.")
-    g = torch.Generator().manual_seed(seed)
-    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=g, drop_last=drop_last,
-                      num_workers=num_workers, pin_memory=pin_memory)
-
-
 def _stratified_indices(labels: torch.Tensor, test_fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-class seeded permutation; the first ``round(test_fraction * n_c)`` of each class go to ``a``."""
     g = torch.Generator().manual_seed(seed)

@@ -12,11 +12,11 @@ from .checkpoint import CHECKPOINT, HISTORY, Checkpointer
 from .config import SCHEDULES, EngineConfig, TrainConfig
 from .game import MinMaxGame, Player
 from .history import History
-from .model import Trainable
+from .model import Run, Trainable
 from .optim import OPTIMIZERS, make_optimizer
 from .state import TrainState
 from .trainer import DivergenceError, MinMaxTrainer
 
 __all__ = ["Accuracy", "Callback", "SampleGrid", "CHECKPOINT", "HISTORY", "Checkpointer", "SCHEDULES", "EngineConfig",
-           "TrainConfig", "MinMaxGame", "Player", "History", "Trainable", "OPTIMIZERS", "make_optimizer", "TrainState",
+           "TrainConfig", "MinMaxGame", "Player", "History", "Run", "Trainable", "OPTIMIZERS", "make_optimizer", "TrainState",
            "DivergenceError", "MinMaxTrainer"]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -96,3 +97,32 @@ class MinMaxGame:
     def config_dict(self) -> dict[str, Any]:
         """What, besides the config, must match for a checkpoint of this game to resume (shapes, classes, ...)."""
         return {}
+
+
+_warned: set[type] = set()
+_styles: dict[Any, bool] = {}
+
+
+def uses_nets(fn: Any) -> bool:
+    """:func:`takes_nets`, cached by function (the engine asks once per step)."""
+    key = getattr(fn, "__func__", fn)
+    if key not in _styles:
+        _styles[key] = takes_nets(fn)
+    return _styles[key]
+
+
+def call_legacy_loss(game: MinMaxGame, fn: Any, player: str, nets: dict[str, nn.Module], batch: tuple[Any, ...],
+                     step: int) -> tuple[torch.Tensor, dict[str, Any]]:
+    """A 0.1 game, ``loss(player, batch, step)`` reading ``self.nets``: it sees the step's networks there during the call."""
+    if type(game) not in _warned:
+        _warned.add(type(game))
+        warnings.warn(f"{type(game).__name__}.loss(player, batch, step) is the advgan 0.1 game contract; write "
+                      "loss(player, nets, batch, step) and use nets (the engine passes the networks to use).",
+                      DeprecationWarning, stacklevel=4)
+    own = game.nets
+    swapped = {n: own[n] for n, net in nets.items() if own.get(n) is not net}
+    own.update({n: nets[n] for n in swapped})
+    try:
+        return fn(player, batch, step)
+    finally:
+        own.update(swapped)

@@ -71,3 +71,10 @@ class Trainable:
 
     def _trained(self, trainer: MinMaxTrainer) -> None:
         """Hook: called after a fit (e.g. keep the EMA generator)."""
+
+
+class Run(Trainable):
+    """A one-off training run of ``game`` with ``config`` (what ``train_classifier`` and ``finetune`` use)."""
+
+    def __init__(self, game: MinMaxGame, config: EngineConfig) -> None:
+        self.game, self.config = game, config

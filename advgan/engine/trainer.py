@@ -16,7 +16,6 @@ from __future__ import annotations
 import copy
 import math
 import time
-import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -34,7 +33,7 @@ from . import parallel
 from .callbacks import Callback, GameHooks
 from .checkpoint import Checkpointer, comparable_config
 from .config import SCHEDULES, EngineConfig, TrainConfig
-from .game import MinMaxGame, Player, takes_nets
+from .game import MinMaxGame, Player, call_legacy_loss, uses_nets
 from .history import History
 from .optim import autocast, make_optimizer, make_schedulers
 from .state import TrainState
@@ -150,7 +149,7 @@ class MinMaxTrainer:
         return self.history
 
     def _all_callbacks(self) -> list[Callback]:
-        extra = [GameHooks(self.game)] if not _takes_nets(self.game.loss) and GameHooks.wanted(self.game) else []
+        extra = [GameHooks(self.game)] if not uses_nets(self.game.loss) and GameHooks.wanted(self.game) else []
         callbacks = list(self.callbacks) + extra
         names = [_callback_name(cb) for cb in callbacks]
         if len(set(names)) != len(names):
@@ -280,9 +279,9 @@ class MinMaxTrainer:
     def _loss(self, player: str, batch: tuple[Any, ...]) -> tuple[torch.Tensor, dict[str, Any]]:
         nets = self.nets_for(player)
         fn = self.game.loss
-        if _takes_nets(fn):
+        if uses_nets(fn):
             return fn(player, nets, batch, self.state.step)
-        return _legacy_loss(self.game, fn, player, nets, batch, self.state.step)
+        return call_legacy_loss(self.game, fn, player, nets, batch, self.state.step)
 
     @torch.no_grad()
     def _update_ema(self) -> None:
@@ -375,31 +374,3 @@ def _loader_generators(loader: DataLoader) -> list[torch.Generator]:
         if isinstance(g, torch.Generator) and all(g is not h for h in gens):
             gens.append(g)
     return gens
-
-
-_warned: set[type] = set()
-_styles: dict[Any, bool] = {}
-
-
-def _takes_nets(fn: Any) -> bool:
-    key = getattr(fn, "__func__", fn)
-    if key not in _styles:
-        _styles[key] = takes_nets(fn)
-    return _styles[key]
-
-
-def _legacy_loss(game: MinMaxGame, fn: Any, player: str, nets: dict[str, nn.Module], batch: tuple[Any, ...],
-                 step: int) -> tuple[torch.Tensor, dict[str, Any]]:
-    """A 0.1 game, ``loss(player, batch, step)`` reading ``self.nets``: it sees the step's networks there during the call."""
-    if type(game) not in _warned:
-        _warned.add(type(game))
-        warnings.warn(f"{type(game).__name__}.loss(player, batch, step) is the advgan 0.1 game contract; write "
-                      "loss(player, nets, batch, step) and use nets (the engine passes the networks to use).",
-                      DeprecationWarning, stacklevel=4)
-    own = game.nets
-    swapped = {n: own[n] for n, net in nets.items() if own.get(n) is not net}
-    own.update({n: nets[n] for n in swapped})
-    try:
-        return fn(player, batch, step)
-    finally:
-        own.update(swapped)

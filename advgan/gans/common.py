@@ -1,57 +1,27 @@
-"""Helpers shared by the GAN-family models: a whole-batch loader, building registered nets, small checks."""
+"""What the GAN-family models share: building registered nets, the EMA generator, save/load with ``G_ema``."""
 from __future__ import annotations
 
+import copy
+import dataclasses
 import inspect
-from typing import Any
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
+from .. import modelio
+from ..data.loaders import batch_loader  # noqa: F401  (the 0.1 home of batch_loader)
+from ..engine import MinMaxTrainer, Trainable
 from . import nets as _nets
 
-
-def _check_nonneg(v: Any, name: str) -> None:
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not (v >= 0) or v == float("inf"):
-        raise ValueError(f"{name} must be a finite number >= 0, got {v!r}.")
+M = TypeVar("M", bound="GenerativeModel")
 
 
-def _check_pos_int(v: Any, name: str) -> None:
-    if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-        raise ValueError(f"{name} must be a positive integer, got {v!r}.")
-
-
-class _SeededBatchSampler(torch.utils.data.BatchSampler):
-    """A BatchSampler that exposes its shuffling generator (the engine saves it for exact resume)."""
-
-    @property
-    def generator(self) -> torch.Generator | None:
-        return getattr(self.sampler, "generator", None)
-
-
-def _indexable_by_list(ds: Dataset) -> bool:
-    try:
-        item = ds[[0, 1]] if len(ds) > 1 else None  # type: ignore[arg-type,index]
-    except Exception:  # noqa: BLE001 - any failure means "not batch-indexable"
-        return False
-    items = item if isinstance(item, (tuple, list)) else (item,)
-    return bool(items) and all(isinstance(t, torch.Tensor) and t.dim() >= 1 and t.shape[0] == 2 for t in items)
-
-
-def batch_loader(dataset: Dataset, batch_size: int, *, shuffle: bool = True, seed: int = 0, drop_last: bool = False) -> DataLoader:
-    """A DataLoader for in-memory datasets that index whole batches at once (``ds[list_of_indices]``,
-    as ``ImageDataset``, ``PointDataset`` and precomputed ``PairDataset`` do): no per-item Python
-    overhead. Other datasets get the ordinary per-item loader. Shuffling is fixed by ``seed``."""
-    from ..data import loader
-
-    if not _indexable_by_list(dataset):
-        return loader(dataset, batch_size, shuffle=shuffle, seed=seed, drop_last=drop_last)
-    g = torch.Generator().manual_seed(seed)
-    base = torch.utils.data.RandomSampler(dataset, generator=g) if shuffle else torch.utils.data.SequentialSampler(dataset)
-    return DataLoader(dataset, batch_size=None, sampler=_SeededBatchSampler(base, batch_size, drop_last), generator=g)
-
-
-def _first_sample(dataset: Dataset) -> torch.Tensor:
+def first_sample(dataset: Dataset) -> torch.Tensor:
+    """Item 0's sample (of ``(sample, label)`` items, or a bare tensor)."""
     if len(dataset) == 0:  # type: ignore[arg-type]
         raise ValueError("the dataset is empty.")
     item = dataset[0]
@@ -61,7 +31,7 @@ def _first_sample(dataset: Dataset) -> torch.Tensor:
     return x
 
 
-def _build(name: str, required: dict[str, Any], optional: dict[str, Any]) -> nn.Module:
+def build_net(name: str, required: dict[str, Any], optional: dict[str, Any]) -> nn.Module:
     """Create a registered net with ``required`` kwargs plus those ``optional`` ones its constructor accepts."""
     fn = _nets._NETS[name]
     try:
@@ -73,35 +43,65 @@ def _build(name: str, required: dict[str, Any], optional: dict[str, Any]) -> nn.
     return _nets.create_net(name, **required, **extra)
 
 
-class EngineFitMixin:
-    """Shared by the GAN-family models: keep one trainer per output directory and an EMA generator.
+def model_fields(config: Any, base: type) -> dict[str, Any]:
+    """The config's fields that ``base`` (the engine's config class) does not have: the model's own."""
+    shared = {f.name for f in dataclasses.fields(base)}
+    return {k: v for k, v in dataclasses.asdict(config).items() if k not in shared}
 
-    The model must define ``nets`` (with "G"), ``config`` and the ``MinMaxGame`` methods.
-    """
 
-    g_ema: nn.Module | None
-    _trainer: Any
+class GenerativeModel(Trainable):
+    """A GAN-family model that is its own game: G (+ D) in ``nets``, an EMA generator kept after training.
 
-    def _fit_engine(self, loader: DataLoader, epochs: int, out_dir: Any, resume: bool) -> Any:
-        from pathlib import Path
+    ``generator`` is the network used for inference: the EMA copy when ``ema_decay`` is set (after
+    training, or loaded), else G. ``save`` writes G, D and ``G_ema`` (when there is one)."""
 
-        from ..engine import MinMaxTrainer
-
-        out = Path(out_dir) if out_dir is not None else None
-        if self._trainer is None or self._trainer.out_dir != out:
-            self._trainer = MinMaxTrainer(self, self.config, out)  # type: ignore[attr-defined,arg-type]
-            if self.g_ema is not None and "G" in self._trainer.ema:
-                self._trainer.ema["G"].load_state_dict(self.g_ema.state_dict())
-        hist = self._trainer.fit(loader, epochs, resume=resume)
-        self.g_ema = self._trainer.ema.get("G", self.g_ema)
-        return hist
+    kind: str = "generative"
+    nets: dict[str, nn.Module]
+    g_ema: nn.Module | None = None
 
     @property
-    def history(self) -> Any:
-        from ..engine.history import History
+    def game(self) -> Any:
+        return self
 
-        return self._trainer.history if self._trainer is not None else History()
-
+    @property
     def generator(self) -> nn.Module:
         """The generator used for inference: the EMA copy when ``ema_decay`` is set, else G."""
-        return self.g_ema if self.g_ema is not None else self.nets["G"]  # type: ignore[attr-defined]
+        return self.g_ema if self.g_ema is not None else self.nets["G"]
+
+    def _adopt(self, trainer: MinMaxTrainer) -> None:
+        if self.g_ema is not None and "G" in trainer.ema:
+            trainer.ema["G"].load_state_dict(self.g_ema.state_dict())
+
+    def _trained(self, trainer: MinMaxTrainer) -> None:
+        self.g_ema = trainer.ema.get("G", self.g_ema)
+
+    def _save(self, directory: str | Path, extra: Mapping[str, Any]) -> Path:
+        nets = dict(self.nets)
+        if self.g_ema is not None:
+            nets["G_ema"] = self.g_ema
+        return modelio.save_model(directory, self.kind, self.config, nets, extra)
+
+    @classmethod
+    def _restore(cls: type[M], directory: str | Path, device: str | None,
+                 build: Callable[[Any, dict[str, Any]], M]) -> M:
+        """Rebuild a saved model: ``build(config, extra)`` makes it, then the weights (and ``G_ema``) are loaded."""
+        meta = modelio.read_model_config(directory, cls.kind)
+        cfg = modelio.config_from_dict(cls._config_class(), meta["config"])
+        if device is not None:
+            cfg = dataclasses.replace(cfg, device=device)
+        model = build(cfg, meta.get("extra", {}))
+        nets = dict(model.nets)
+        if "G_ema" in meta.get("nets", []):
+            model.g_ema = copy.deepcopy(model.nets["G"]).eval().requires_grad_(False)
+            nets["G_ema"] = model.g_ema
+        modelio.load_weights(directory, nets, cls.kind)
+        return model
+
+    @classmethod
+    def _config_class(cls) -> type:
+        raise NotImplementedError
+
+
+# the 0.1 names
+_build = build_net
+_first_sample = first_sample

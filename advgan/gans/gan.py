@@ -7,26 +7,47 @@ generator and mapped back, so ``sample`` always returns data-space values.
 """
 from __future__ import annotations
 
-import copy
-import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from .. import modelio
-from ..engine import MinMaxGame, MinMaxTrainer, Player, TrainConfig
+from ..config import FLAG, Choice, Custom, Flag, Integer, Real
+from ..data.loaders import as_loader, batch_loader  # noqa: F401  (batch_loader: re-exported, its 0.1 home)
+from ..engine import Callback, MinMaxGame, MinMaxTrainer, Player, SampleGrid, TrainConfig
 from ..engine.history import History
 from . import losses
 from . import nets as _nets
-from .common import EngineFitMixin, _build, _check_nonneg, _check_pos_int, _first_sample, batch_loader  # noqa: F401 (re-export)
+from .common import GenerativeModel, build_net, first_sample, model_fields
 from .nets.common import NORMS, apply_spectral_norm, check_shape, fork_seed, has_spectral_norm
 
 D_NORMS = ("auto",) + NORMS
+POSITIVE = Integer(1)
+WEIGHT = Real(0, closed=True)
+
+
+def _gan_loss(value: Any, name: str) -> str:
+    return losses.resolve(value)
+
+
+def _net_name(auto: bool):
+    def check(value: Any, name: str) -> str:
+        if (auto and value == "auto") or (isinstance(value, str) and value in _nets.available_nets()):
+            return value
+        valid = ("auto, " if auto else "") + ", ".join(_nets.available_nets())
+        raise ValueError(f"unknown {name} {value!r}; valid: {valid}.")
+
+    return Custom(check, "a registered network name" + (" or auto" if auto else ""))
+
+
+LOSS = Custom(_gan_loss, "a GAN loss name (minimax, non_saturating, lsgan, hinge, wasserstein)")
+NET_OR_AUTO = _net_name(auto=True)
+NET = _net_name(auto=False)
 
 
 @dataclass(frozen=True)
@@ -38,31 +59,19 @@ class GANConfig(TrainConfig):
     ``loss="wasserstein"``, ``d_steps=5``, ``betas=(0.0, 0.9)``) and ``r1_weight`` (γ; adds γ/2·R1) regularise D.
     """
 
-    loss: str = "non_saturating"
-    g_net: str = "auto"
-    d_net: str = "auto"
-    z_dim: int = 64
-    g_width: int = 64          #: hidden units (MLP) / base channels (conv)
-    d_width: int = 64
-    depth: int = 3             #: hidden layers of the MLP nets
-    d_norm: str = "auto"
-    spectral_norm: bool = False
-    gp_weight: float = 0.0
-    r1_weight: float = 0.0
+    loss: Annotated[str, LOSS] = "non_saturating"       #: minimax, non_saturating, lsgan, hinge, wasserstein
+    g_net: Annotated[str, NET_OR_AUTO] = "auto"         #: generator network (auto: MLP for vectors, DCGAN for images)
+    d_net: Annotated[str, NET_OR_AUTO] = "auto"         #: discriminator network (auto: MLP / DCGAN; projection D for a cGAN)
+    z_dim: Annotated[int, POSITIVE] = 64                #: latent size
+    g_width: Annotated[int, POSITIVE] = 64              #: hidden units (MLP) / base channels (conv) of G
+    d_width: Annotated[int, POSITIVE] = 64              #: hidden units (MLP) / base channels (conv) of D
+    depth: Annotated[int, POSITIVE] = 3                 #: hidden layers of the MLP nets
+    d_norm: Annotated[str, Choice(D_NORMS, message="{name} must be one of {choices}; got {value!r}.")] = "auto"  #: normalisation in D
+    spectral_norm: Annotated[bool, FLAG] = False        #: spectral normalisation on D
+    gp_weight: Annotated[float, WEIGHT, Flag("gp")] = 0.0   #: gradient-penalty weight (WGAN-GP: 10)
+    r1_weight: Annotated[float, WEIGHT, Flag("r1")] = 0.0   #: R1 penalty weight γ
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        object.__setattr__(self, "loss", losses.resolve(self.loss))
-        for field in ("g_net", "d_net"):
-            v = getattr(self, field)
-            if v != "auto" and (not isinstance(v, str) or v not in _nets.available_nets()):
-                raise ValueError(f"unknown {field} {v!r}; valid: auto, {', '.join(_nets.available_nets())}.")
-        for field in ("z_dim", "g_width", "d_width", "depth"):
-            _check_pos_int(getattr(self, field), field)
-        if self.d_norm not in D_NORMS:
-            raise ValueError(f"d_norm must be one of {', '.join(D_NORMS)}; got {self.d_norm!r}.")
-        _check_nonneg(self.gp_weight, "gp_weight")
-        _check_nonneg(self.r1_weight, "r1_weight")
+    def validate(self) -> None:
         if self.loss == "wasserstein" and self.gp_weight == 0 and not self.spectral_norm:
             raise ValueError("loss='wasserstein' needs a Lipschitz critic: set gp_weight (e.g. 10, WGAN-GP) "
                              "or spectral_norm=True.")
@@ -72,14 +81,29 @@ class GANConfig(TrainConfig):
 class ConditionalGANConfig(GANConfig):
     """A label-conditional GAN. ``d_net`` "auto" = projection discriminator; ``embed_dim`` sizes G's label embedding."""
 
-    embed_dim: int = 16
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        _check_pos_int(self.embed_dim, "embed_dim")
+    embed_dim: Annotated[int, POSITIVE] = 16            #: size of G's label embedding
 
 
-class _Generative(EngineFitMixin, MinMaxGame):
+class ModeCoverage(Callback):
+    """Modes captured and high-quality share of 2,500 samples after each epoch (toy data with known modes)."""
+
+    name = "mode-coverage"
+
+    def __init__(self, model: _Generative) -> None:
+        self.model = model
+
+    def on_epoch_end(self, trainer: MinMaxTrainer) -> dict[str, Any]:
+        m = self.model
+        if m.modes is None or m.data_shape != (m.modes.shape[1],):
+            return {}
+        from .metrics import mode_coverage
+
+        samples = m._sample(2500, m._default_labels(2500), m.config.seed + 1, 2500, trainer.ema_net("G"))
+        cov = mode_coverage(samples, m.modes, m.mode_std)
+        return {"modes": float(cov["modes_captured"]), "high_quality": float(cov["high_quality"])}
+
+
+class _Generative(GenerativeModel, MinMaxGame):
     """What GAN and ConditionalGAN share: nets, fit, sampling, figures, save/load."""
 
     kind = "gan"
@@ -99,7 +123,6 @@ class _Generative(EngineFitMixin, MinMaxGame):
         with fork_seed(config.seed):
             self.nets = {"G": self._make_g(), "D": self._make_d()}
         self.g_ema: nn.Module | None = None
-        self._trainer: MinMaxTrainer | None = None
 
     # ------------------------------------------------------------------ networks
     def _net_names(self) -> tuple[str, str]:
@@ -123,14 +146,14 @@ class _Generative(EngineFitMixin, MinMaxGame):
         if self.conditional:
             req["num_classes"] = self.num_classes
             opt["embed_dim"] = getattr(c, "embed_dim", 16)
-        return _build(self._net_names()[0], req, opt)
+        return build_net(self._net_names()[0], req, opt)
 
     def _make_d(self) -> nn.Module:
         c = self.config
         req: dict[str, Any] = {"in_shape": self.data_shape}
         if self.conditional:
             req["num_classes"] = self.num_classes
-        d = _build(self._net_names()[1], req, {"width": c.d_width, "depth": c.depth, "norm": self._d_norm(),
+        d = build_net(self._net_names()[1], req, {"width": c.d_width, "depth": c.depth, "norm": self._d_norm(),
                                                "spectral_norm": c.spectral_norm})
         if c.spectral_norm and not has_spectral_norm(d):
             apply_spectral_norm(d)
@@ -144,9 +167,7 @@ class _Generative(EngineFitMixin, MinMaxGame):
 
     def config_dict(self) -> dict[str, Any]:
         # model fields only: the engine compares TrainConfig itself (and lets run fields such as device differ)
-        base = {f.name for f in dataclasses.fields(TrainConfig)}
-        model = {k: v for k, v in dataclasses.asdict(self.config).items() if k not in base}
-        return {"model": model, "data_shape": list(self.data_shape), "num_classes": self.num_classes}
+        return {"model": model_fields(self.config, TrainConfig), "data_shape": list(self.data_shape), "num_classes": self.num_classes}
 
     def _to_model(self, x: torch.Tensor) -> torch.Tensor:
         return x * 2 - 1 if self.is_image else x
@@ -157,12 +178,12 @@ class _Generative(EngineFitMixin, MinMaxGame):
     def _g(self, net: nn.Module, z: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
         return net(z, y) if self.conditional else net(z)
 
-    def loss(self, player: str, batch: tuple[torch.Tensor, ...], step: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def loss(self, player: str, nets: Any, batch: tuple[torch.Tensor, ...], step: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         c = self.config
         x = self._to_model(batch[0])
         y = batch[1] if self.conditional else None
         z = torch.randn(x.shape[0], c.z_dim, device=x.device)
-        G, D = self.nets["G"], self.nets["D"]
+        G, D = nets["G"], nets["D"]
         critic = (lambda t: D(t, y)) if self.conditional else D
         if player == "D":
             with torch.no_grad():
@@ -183,14 +204,6 @@ class _Generative(EngineFitMixin, MinMaxGame):
         return losses.g_loss(c.loss, fake_logits), {"fake_logit": fake_logits.detach().mean()}
 
     # ------------------------------------------------------------------ training
-    def _as_loader(self, data: DataLoader | Dataset) -> DataLoader:
-        if isinstance(data, DataLoader):
-            return data
-        if not isinstance(data, Dataset):
-            raise TypeError(f"fit() takes a DataLoader or a Dataset of (sample, label) items, got {type(data).__name__}.")
-        n = len(data)  # type: ignore[arg-type]
-        return batch_loader(data, self.config.batch_size, shuffle=True, seed=self.config.seed, drop_last=n > self.config.batch_size)
-
     def _check_data(self, loader: DataLoader) -> None:
         ds = loader.dataset
         try:
@@ -215,16 +228,19 @@ class _Generative(EngineFitMixin, MinMaxGame):
 
     def fit(self, data: DataLoader | Dataset, epochs: int, out_dir: str | Path | None = None, resume: bool = True) -> History:
         """Train until ``epochs`` epochs in total (resuming from ``out_dir``'s checkpoint when there is one)."""
-        loader = self._as_loader(data)
+        c = self.config
+        loader = as_loader(data, c.batch_size, shuffle=True, seed=c.seed, what="fit() data", items="(sample, label) items",
+                           whole_batches=True)
         self._check_data(loader)
-        return self._fit_engine(loader, epochs, out_dir, resume)
+        grid = SampleGrid(lambda path, trainer: self.sample_grid(path, generator=trainer.ema_net("G"), step=trainer.state.step))
+        return self.train(loader, epochs, out_dir, resume=resume, callbacks=[ModeCoverage(self), grid])
 
     # ------------------------------------------------------------------ sampling
     @torch.no_grad()
     def _sample(self, n: int, labels: torch.Tensor | None, seed: int | None, batch_size: int,
                 G: nn.Module | None = None) -> torch.Tensor:
-        _check_pos_int(n, "n")
-        G = G if G is not None else self.generator()
+        POSITIVE(n, "n")
+        G = G if G is not None else self.generator
         dev = next(G.parameters()).device
         gen = torch.Generator(device="cpu").manual_seed(seed) if seed is not None else None
         was = G.training
@@ -240,32 +256,23 @@ class _Generative(EngineFitMixin, MinMaxGame):
             G.train(was)
         return torch.cat(out)
 
-    # ------------------------------------------------------------------ engine hooks
-    def on_epoch_end(self, trainer: MinMaxTrainer) -> dict[str, float]:
-        if self.modes is None or self.data_shape != (self.modes.shape[1],):
-            return {}
-        from .metrics import mode_coverage
-
-        samples = self._sample(2500, self._default_labels(2500), self.config.seed + 1, 2500, trainer.ema_net("G"))
-        cov = mode_coverage(samples, self.modes, self.mode_std)
-        return {"modes": float(cov["modes_captured"]), "high_quality": float(cov["high_quality"])}
-
+    # ------------------------------------------------------------------ figures
     def _default_labels(self, n: int) -> torch.Tensor | None:
         return None
 
-    def sample_grid(self, path: Path, trainer: MinMaxTrainer | None = None) -> None:
-        """PNG of current samples: an image grid, or a scatter plot (with the modes) for 2-D data."""
+    def sample_grid(self, path: str | Path, *, generator: nn.Module | None = None, step: int | None = None) -> None:
+        """PNG of samples (of ``generator``, default :attr:`generator`): an image grid, or a scatter plot with the modes."""
         from .figures import save_image_grid, save_points
 
-        G = trainer.ema_net("G") if trainer is not None else None
+        G = generator
         if self.is_image:
             n = 100 if self.conditional and (self.num_classes or 0) <= 10 else 64
             save_image_grid(self._sample(n, self._default_labels(n), self.config.seed, 256, G), path,
                             nrow=10 if self.conditional and (self.num_classes or 0) <= 10 else None)
         else:
             pts = self._sample(2500, self._default_labels(2500), self.config.seed, 2500, G)
-            step = trainer.state.step if trainer is not None else None
-            save_points(pts, path, modes=self.modes, std=self.mode_std, title=f"{self.kind} samples" + (f", step {step}" if step else ""))
+            save_points(pts, path, modes=self.modes, std=self.mode_std,
+                        title=f"{self.kind} samples" + (f", step {step}" if step else ""))
 
     # ------------------------------------------------------------------ save / load
     def _extra(self) -> dict[str, Any]:
@@ -277,28 +284,22 @@ class _Generative(EngineFitMixin, MinMaxGame):
 
     def save(self, directory: str | Path) -> Path:
         """Write ``weights.safetensors`` (G, D and the EMA generator) + ``config.json`` into ``directory``."""
-        nets = dict(self.nets)
-        if self.g_ema is not None:
-            nets["G_ema"] = self.g_ema
-        return modelio.save_model(directory, self.kind, self.config, nets, self._extra())
+        return self._save(directory, self._extra())
 
     @classmethod
-    def _load(cls, directory: str | Path, device: str | None):
-        meta = modelio.read_model_config(directory, cls.kind)
-        cfg = modelio.config_from_dict(cls.config_cls, meta["config"])
-        if device is not None:
-            cfg = dataclasses.replace(cfg, device=device)
-        extra = meta.get("extra", {})
-        args = (int(extra["num_classes"]),) if cls.conditional else ()
-        model = cls(cfg, tuple(extra["data_shape"]), *args)
-        nets = dict(model.nets)
-        if "G_ema" in meta.get("nets", []):
-            model.g_ema = copy.deepcopy(model.nets["G"]).eval().requires_grad_(False)
-            nets["G_ema"] = model.g_ema
-        modelio.load_weights(directory, nets, cls.kind)
-        if extra.get("modes") is not None:
-            model.modes, model.mode_std = torch.tensor(extra["modes"]), extra.get("mode_std")
-        return model
+    def _config_class(cls) -> type:
+        return cls.config_cls
+
+    @classmethod
+    def _load(cls, directory: str | Path, device: str | None) -> Any:
+        def build(cfg: Any, extra: dict[str, Any]) -> _Generative:
+            args = (int(extra["num_classes"]),) if cls.conditional else ()
+            model = cls(cfg, tuple(extra["data_shape"]), *args)
+            if extra.get("modes") is not None:
+                model.modes, model.mode_std = torch.tensor(extra["modes"]), extra.get("mode_std")
+            return model
+
+        return cls._restore(directory, device, build)
 
 
 class GAN(_Generative):
@@ -319,10 +320,11 @@ class GAN(_Generative):
     @classmethod
     def from_dataset(cls, dataset: Dataset, config: GANConfig | None = None) -> GAN:
         """A GAN shaped for ``dataset``'s samples (item 0 of ``(sample, label)`` items)."""
-        return cls(config, tuple(_first_sample(dataset).shape))
+        return cls(config, tuple(first_sample(dataset).shape))
 
     @classmethod
     def load(cls, directory: str | Path, device: str | None = None) -> GAN:
+        """A GAN saved with :meth:`save` (``device`` overrides the saved config's)."""
         return cls._load(directory, device)
 
 
@@ -344,7 +346,7 @@ class ConditionalGAN(_Generative):
     def sample(self, n: int, labels: torch.Tensor | Sequence[int] | int | None = None, *, seed: int | None = None,
                batch_size: int = 1024) -> torch.Tensor:
         """``n`` samples of classes ``labels`` (a length-n tensor, one int for all, or None = 0, 1, ..., cycling)."""
-        _check_pos_int(n, "n")
+        POSITIVE(n, "n")
         if labels is None:
             y = self._default_labels(n)
         elif isinstance(labels, int) and not isinstance(labels, bool):
@@ -364,8 +366,19 @@ class ConditionalGAN(_Generative):
         n = getattr(dataset, "num_classes", None)
         if n is None:
             raise ValueError("the dataset has no num_classes attribute; build ConditionalGAN(config, data_shape, num_classes).")
-        return cls(config, tuple(_first_sample(dataset).shape), int(n))
+        return cls(config, tuple(first_sample(dataset).shape), int(n))
 
     @classmethod
     def load(cls, directory: str | Path, device: str | None = None) -> ConditionalGAN:
+        """A ConditionalGAN saved with :meth:`save` (``device`` overrides the saved config's)."""
         return cls._load(directory, device)
+
+
+@modelio.register_kind("gan")
+def _load_gan(directory: Path, *, classifier: Any = None, device: str | None = None) -> GAN:
+    return GAN.load(directory, device)
+
+
+@modelio.register_kind("cgan")
+def _load_cgan(directory: Path, *, classifier: Any = None, device: str | None = None) -> ConditionalGAN:
+    return ConditionalGAN.load(directory, device)

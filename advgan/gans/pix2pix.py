@@ -8,25 +8,27 @@ x and y are images in [0, 1]; both are trained in [-1, 1] (tanh G) and ``transla
 """
 from __future__ import annotations
 
-import copy
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from .. import modelio
-from ..engine import MinMaxGame, MinMaxTrainer, Player, TrainConfig
+from ..config import FLAG, Choice, Integer, Real
+from ..data.loaders import as_loader
+from ..engine import Player, SampleGrid, TrainConfig
+from ..engine.game import MinMaxGame
 from ..engine.history import History
 from . import losses
-from . import nets as _nets
-from .common import EngineFitMixin, _build, _check_nonneg, _check_pos_int, batch_loader
+from .common import GenerativeModel, build_net, model_fields
+from .gan import LOSS, NET
 from .nets.common import NORMS, apply_spectral_norm, fork_seed, has_spectral_norm
 
 MODES = ("l1+cgan", "l1", "cgan")
+POSITIVE = Integer(1)
 
 
 @dataclass(frozen=True)
@@ -38,36 +40,23 @@ class Pix2PixConfig(TrainConfig):
     ``loss``: the GAN loss of the cGAN term (the paper: the non-saturating BCE form).
     """
 
-    mode: str = "l1+cgan"
-    lambda_l1: float = 100.0
-    loss: str = "non_saturating"
-    g_net: str = "unet"
-    d_net: str = "patchgan"
-    depth: int = 3
-    g_width: int = 64
-    d_width: int = 64
-    d_layers: int = 2
-    norm: str = "batch"
-    dropout: bool = True
-    spectral_norm: bool = False
+    mode: Annotated[str, Choice(MODES, message="{name} must be one of {choices}; got {value!r}.")] = "l1+cgan"  #: l1+cgan | l1 | cgan
+    lambda_l1: Annotated[float, Real(0, closed=True)] = 100.0  #: weight of the L1 term (paper: 100)
+    loss: Annotated[str, LOSS] = "non_saturating"       #: GAN loss of the cGAN term
+    g_net: Annotated[str, NET] = "unet"                 #: generator network
+    d_net: Annotated[str, NET] = "patchgan"             #: discriminator network
+    depth: Annotated[int, POSITIVE] = 3                 #: U-Net levels
+    g_width: Annotated[int, POSITIVE] = 64              #: base channels of G
+    d_width: Annotated[int, POSITIVE] = 64              #: base channels of D
+    d_layers: Annotated[int, POSITIVE] = 2              #: PatchGAN layers (2: 34x34 patches)
+    norm: Annotated[str, Choice(NORMS, message="{name} must be one of {choices}; got {value!r}.")] = "batch"  #: normalisation layers
+    dropout: Annotated[bool, FLAG] = True               #: dropout in the U-Net decoder (train mode only)
+    spectral_norm: Annotated[bool, FLAG] = False        #: spectral normalisation on D
     batch_size: int = 16
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.mode not in MODES:
-            raise ValueError(f"mode must be one of {', '.join(MODES)}; got {self.mode!r}.")
-        object.__setattr__(self, "loss", losses.resolve(self.loss))
-        _check_nonneg(self.lambda_l1, "lambda_l1")
+    def validate(self) -> None:
         if self.mode in ("l1+cgan", "l1") and self.lambda_l1 == 0:
             raise ValueError(f"mode {self.mode!r} uses the L1 term; lambda_l1 must be > 0 (or use mode='cgan').")
-        for field in ("g_net", "d_net"):
-            v = getattr(self, field)
-            if not isinstance(v, str) or v not in _nets.available_nets():
-                raise ValueError(f"unknown {field} {v!r}; valid: {', '.join(_nets.available_nets())}.")
-        for field in ("depth", "g_width", "d_width", "d_layers"):
-            _check_pos_int(getattr(self, field), field)
-        if self.norm not in NORMS:
-            raise ValueError(f"norm must be one of {', '.join(NORMS)}; got {self.norm!r}.")
         if self.loss == "wasserstein" and not self.spectral_norm:
             raise ValueError("loss='wasserstein' needs a Lipschitz critic here: set spectral_norm=True (or use another loss).")
 
@@ -80,7 +69,7 @@ class Pix2PixConfig(TrainConfig):
         return self.mode != "cgan"
 
 
-class Pix2Pix(EngineFitMixin, MinMaxGame):
+class Pix2Pix(GenerativeModel, MinMaxGame):
     """``Pix2Pix(Pix2PixConfig(), in_channels=1, out_channels=1)``; ``fit`` on (x, y) pairs, ``translate(x)``."""
 
     kind = "pix2pix"
@@ -89,22 +78,21 @@ class Pix2Pix(EngineFitMixin, MinMaxGame):
         config = Pix2PixConfig() if config is None else config
         if not isinstance(config, Pix2PixConfig):
             raise TypeError(f"config must be a Pix2PixConfig, got {type(config).__name__}.")
-        _check_pos_int(in_channels, "in_channels")
-        _check_pos_int(out_channels, "out_channels")
+        POSITIVE(in_channels, "in_channels")
+        POSITIVE(out_channels, "out_channels")
         self.config, self.in_channels, self.out_channels = config, in_channels, out_channels
         c = config
         with fork_seed(c.seed):
-            g = _build(c.g_net, {"in_channels": in_channels, "out_channels": out_channels},
+            g = build_net(c.g_net, {"in_channels": in_channels, "out_channels": out_channels},
                        {"depth": c.depth, "width": c.g_width, "norm": c.norm, "dropout": c.dropout, "out_act": "tanh"})
             self.nets: dict[str, nn.Module] = {"G": g}
             if c.uses_gan:
-                d = _build(c.d_net, {"in_channels": in_channels + out_channels},
+                d = build_net(c.d_net, {"in_channels": in_channels + out_channels},
                            {"width": c.d_width, "n_layers": c.d_layers, "norm": c.norm, "spectral_norm": c.spectral_norm})
                 if c.spectral_norm and not has_spectral_norm(d):
                     apply_spectral_norm(d)
                 self.nets["D"] = d
         self.g_ema: nn.Module | None = None
-        self._trainer: MinMaxTrainer | None = None
         self._fixed: tuple[torch.Tensor, torch.Tensor] | None = None
 
     # ------------------------------------------------------------------ the game
@@ -115,16 +103,14 @@ class Pix2Pix(EngineFitMixin, MinMaxGame):
 
     def config_dict(self) -> dict[str, Any]:
         # model fields only: the engine compares TrainConfig itself (and lets run fields such as device differ)
-        base = {f.name for f in dataclasses.fields(TrainConfig)}
-        model = {k: v for k, v in dataclasses.asdict(self.config).items() if k not in base}
-        return {"model": model, "in_channels": self.in_channels, "out_channels": self.out_channels}
+        return {"model": model_fields(self.config, TrainConfig), "in_channels": self.in_channels, "out_channels": self.out_channels}
 
-    def loss(self, player: str, batch: tuple[torch.Tensor, ...], step: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def loss(self, player: str, nets: Any, batch: tuple[torch.Tensor, ...], step: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         c = self.config
         x, y = batch[0] * 2 - 1, batch[1] * 2 - 1
-        G = self.nets["G"]
+        G = nets["G"]
         if player == "D":
-            D = self.nets["D"]
+            D = nets["D"]
             with torch.no_grad():
                 fake = G(x)
             real_logits, fake_logits = D(x, y), D(x, fake)
@@ -134,7 +120,7 @@ class Pix2Pix(EngineFitMixin, MinMaxGame):
         parts: dict[str, torch.Tensor] = {}
         loss = torch.zeros((), device=x.device)
         if c.uses_gan:
-            gan = losses.g_loss(c.loss, self.nets["D"](x, fake))
+            gan = losses.g_loss(c.loss, nets["D"](x, fake))
             loss = loss + gan
             parts["gan"] = gan.detach()
         l1 = losses.l1(fake, y)
@@ -144,14 +130,6 @@ class Pix2Pix(EngineFitMixin, MinMaxGame):
         return loss, parts
 
     # ------------------------------------------------------------------ training
-    def _as_loader(self, data: DataLoader | Dataset) -> DataLoader:
-        if isinstance(data, DataLoader):
-            return data
-        if not isinstance(data, Dataset):
-            raise TypeError(f"fit() takes a DataLoader or a Dataset of (x, y) pairs (see advgan.pairs), got {type(data).__name__}.")
-        n = len(data)  # type: ignore[arg-type]
-        return batch_loader(data, self.config.batch_size, shuffle=True, seed=self.config.seed, drop_last=n > self.config.batch_size)
-
     def _check_pair(self, item: Any) -> tuple[torch.Tensor, torch.Tensor]:
         if not isinstance(item, (tuple, list)) or len(item) < 2 or not all(isinstance(t, torch.Tensor) for t in item[:2]):
             raise ValueError("Pix2Pix trains on (x, y) image pairs; wrap an image dataset with advgan.pairs.build(task, dataset).")
@@ -174,12 +152,15 @@ class Pix2Pix(EngineFitMixin, MinMaxGame):
 
     def fit(self, data: DataLoader | Dataset, epochs: int, out_dir: str | Path | None = None, resume: bool = True) -> History:
         """Train until ``epochs`` epochs in total on (x, y) pairs (resuming from ``out_dir`` when it has a checkpoint)."""
-        loader = self._as_loader(data)
+        c = self.config
+        loader = as_loader(data, c.batch_size, shuffle=True, seed=c.seed, what="fit() data",
+                           items="(x, y) pairs (see advgan.pairs)", whole_batches=True)
         ds = loader.dataset
         n = min(8, len(ds))  # type: ignore[arg-type]
         items = [self._check_pair(ds[i]) for i in range(n)]
         self._fixed = (torch.stack([a for a, _ in items]), torch.stack([b for _, b in items]))
-        return self._fit_engine(loader, epochs, out_dir, resume)
+        grid = SampleGrid(lambda path, trainer: self.sample_grid(path, generator=trainer.ema_net("G")))
+        return self.train(loader, epochs, out_dir, resume=resume, callbacks=[grid])
 
     # ------------------------------------------------------------------ inference
     @torch.no_grad()
@@ -190,7 +171,7 @@ class Pix2Pix(EngineFitMixin, MinMaxGame):
         if isinstance(x, torch.Tensor) and x.dim() == 4 and x.shape[1] != self.in_channels:
             raise ValueError(f"this Pix2Pix takes {self.in_channels}-channel inputs, got x of shape {tuple(x.shape)}.")
         x = check_images(x, name="x")
-        G = G if G is not None else self.generator()
+        G = G if G is not None else self.generator
         dev = next(G.parameters()).device
         was = G.training
         G.eval()
@@ -201,24 +182,20 @@ class Pix2Pix(EngineFitMixin, MinMaxGame):
             G.train(was)
         return torch.cat(out)
 
-    def sample_grid(self, path: Path, trainer: MinMaxTrainer | None = None) -> None:
-        """PNG with rows: input x, target y, G(x) on 8 fixed training pairs."""
+    def sample_grid(self, path: str | Path, *, generator: nn.Module | None = None) -> None:
+        """PNG with rows: input x, target y, G(x) on 8 fixed training pairs (``generator``: default :attr:`generator`)."""
         if self._fixed is None:
             return
         from .figures import save_rows
 
         x, y = self._fixed
-        G = trainer.ema_net("G") if trainer is not None else None
+        G = generator
         save_rows({"input": x, "target": y, "output": self.translate(x, G=G)}, path, title=f"pix2pix ({self.config.mode})")
 
     # ------------------------------------------------------------------ save / load
     def save(self, directory: str | Path) -> Path:
         """Write ``weights.safetensors`` (G, D when used, EMA G when used) + ``config.json``."""
-        nets = dict(self.nets)
-        if self.g_ema is not None:
-            nets["G_ema"] = self.g_ema
-        return modelio.save_model(directory, self.kind, self.config, nets,
-                                  {"in_channels": self.in_channels, "out_channels": self.out_channels})
+        return self._save(directory, {"in_channels": self.in_channels, "out_channels": self.out_channels})
 
     @classmethod
     def from_pairs(cls, pairs: Dataset, config: Pix2PixConfig | None = None) -> Pix2Pix:
@@ -229,16 +206,15 @@ class Pix2Pix(EngineFitMixin, MinMaxGame):
         return cls(config, int(item[0].shape[0]), int(item[1].shape[0]))
 
     @classmethod
+    def _config_class(cls) -> type:
+        return Pix2PixConfig
+
+    @classmethod
     def load(cls, directory: str | Path, device: str | None = None) -> Pix2Pix:
-        meta = modelio.read_model_config(directory, cls.kind)
-        cfg = modelio.config_from_dict(Pix2PixConfig, meta["config"])
-        if device is not None:
-            cfg = dataclasses.replace(cfg, device=device)
-        extra = meta.get("extra", {})
-        model = cls(cfg, int(extra["in_channels"]), int(extra["out_channels"]))
-        nets = dict(model.nets)
-        if "G_ema" in meta.get("nets", []):
-            model.g_ema = copy.deepcopy(model.nets["G"]).eval().requires_grad_(False)
-            nets["G_ema"] = model.g_ema
-        modelio.load_weights(directory, nets, cls.kind)
-        return model
+        """A Pix2Pix saved with :meth:`save` (``device`` overrides the saved config's)."""
+        return cls._restore(directory, device, lambda cfg, extra: cls(cfg, int(extra["in_channels"]), int(extra["out_channels"])))
+
+
+@modelio.register_kind("pix2pix")
+def _load_pix2pix(directory: Path, *, classifier: Any = None, device: str | None = None) -> Pix2Pix:
+    return Pix2Pix.load(directory, device)

@@ -5,46 +5,43 @@ returns the trained, frozen classifier and the history (per-step loss, per-epoch
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from attacks import Classifier
+from attacks import Classifier, measure
 from attacks.checks import check_images, check_labels
 
-from .. import data as data_mod
-from ..engine import MinMaxGame, MinMaxTrainer, Player, TrainConfig
+from ..config import LEARNING_RATE, Betas, Real
+from ..data.loaders import as_loader
+from ..engine import Accuracy, EngineConfig, MinMaxGame, Player, Run
+from ..engine.game import Batch, LossParts, Nets
 from ..engine.history import History
 
 
 @dataclass(frozen=True)
-class ClassifierConfig(TrainConfig):
+class ClassifierConfig(EngineConfig):
     """Supervised training settings (AdamW with weight decay, cosine schedule by default)."""
 
-    lr: float = 2e-3
-    weight_decay: float = 5e-4
-    betas: tuple[float, float] = (0.9, 0.999)
+    lr: Annotated[float, LEARNING_RATE] = 2e-3                     #: learning rate (AdamW)
+    weight_decay: Annotated[float, Real(0, closed=True)] = 5e-4    #: AdamW weight decay
+    betas: Annotated[tuple[float, float], Betas()] = (0.9, 0.999)  #: AdamW betas
     lr_schedule: str = "cosine"
     batch_size: int = 128
-    label_smoothing: float = 0.0
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if not (isinstance(self.lr, (int, float)) and self.lr > 0):
-            raise ValueError(f"lr must be a positive learning rate, got {self.lr!r}.")
-        if not 0 <= self.label_smoothing < 1:
-            raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}.")
+    label_smoothing: Annotated[float, Real(0, 1, closed=(True, False))] = 0.0  #: cross-entropy label smoothing
 
 
-class _Supervised(MinMaxGame):
+class SupervisedGame(MinMaxGame):
+    """One player, the classifier ``C``, trained with cross-entropy (its first batch and logits checked)."""
+
     kind = "classifier-training"
 
-    def __init__(self, clf: Classifier, cfg: ClassifierConfig, val_loader: DataLoader | None) -> None:
-        self.clf, self.cfg, self.val_loader = clf, cfg, val_loader
+    def __init__(self, clf: Classifier, config: ClassifierConfig) -> None:
+        self.clf, self.cfg = clf, config
         self.nets = {"C": clf}
         self._checked = False
 
@@ -52,12 +49,16 @@ class _Supervised(MinMaxGame):
         c = self.cfg
         return [Player("C", c.lr, 1, c.betas, c.weight_decay, optimizer="adamw")]
 
-    def loss(self, player: str, batch: tuple[torch.Tensor, ...], step: int):
-        x, y = batch[0], batch[1]
+    def check_batch(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        """The first batch of a run: pixels in [0, 1] with the classifier's channels, labels in range."""
         if not self._checked:
             self.clf.check_input(x)
             check_labels(y, x.shape[0], self.clf.num_classes)
-        logits = self.nets["C"](x)
+
+    def loss(self, player: str, nets: Nets, batch: Batch, step: int) -> tuple[torch.Tensor, LossParts]:
+        x, y = batch[0], batch[1]
+        self.check_batch(x, y)
+        logits = nets["C"](x)
         if not self._checked:
             self.clf.check_output(logits.detach())
             self._checked = True
@@ -67,41 +68,11 @@ class _Supervised(MinMaxGame):
     def config_dict(self) -> dict[str, Any]:
         return {"classifier": self.clf.config()}
 
-    def on_epoch_end(self, trainer: MinMaxTrainer) -> dict[str, float]:
-        if self.val_loader is None:
-            return {}
-        return {"test_accuracy": accuracy(self.clf, self.val_loader, device=trainer.device)}
-
 
 @torch.no_grad()
 def accuracy(model: torch.nn.Module, loader: DataLoader, *, device: torch.device | str | None = None) -> float:
-    """Top-1 accuracy over a loader of (x, y); restores the model's train/eval mode."""
-    from attacks.base import frozen_eval
-
-    from ..engine import distributed as D
-
-    device = torch.device(device) if device is not None else next(model.parameters()).device
-    correct = torch.zeros((), dtype=torch.long, device=device)
-    total = torch.zeros((), dtype=torch.long, device=device)
-    with frozen_eval(model):
-        for x, y in loader:
-            x, y = x.to(device), y.to(device)
-            correct += (model(x).argmax(1) == y).sum()
-            total += y.numel()
-    if total.item() == 0:
-        raise ValueError("accuracy(): the loader is empty.")
-    if D.current().active and isinstance(getattr(loader, "sampler", None), torch.utils.data.DistributedSampler):
-        D.all_reduce_sum(correct)
-        D.all_reduce_sum(total)
-    return correct.item() / total.item()
-
-
-def _as_loader(ds: Dataset | DataLoader | None, batch_size: int, shuffle: bool, seed: int) -> DataLoader | None:
-    if ds is None or isinstance(ds, DataLoader):
-        return ds
-    if not isinstance(ds, Dataset):
-        raise TypeError(f"expected a torch Dataset or DataLoader, got {type(ds).__name__}.")
-    return data_mod.loader(ds, batch_size, shuffle=shuffle, seed=seed)
+    """Top-1 accuracy over a loader of (x, y) (``attacks.measure``); restores the model's train/eval mode."""
+    return measure(model, loader, device=device).clean_accuracy
 
 
 def train_classifier(
@@ -124,20 +95,18 @@ def train_classifier(
         raise TypeError(f"clf must be an attacks.Classifier, got {type(clf).__name__}; wrap your module first.")
     cfg = config or ClassifierConfig(**overrides)
     if config is not None and overrides:
-        from dataclasses import replace
-
         cfg = replace(config, **overrides)
-    train_loader = _as_loader(train, cfg.batch_size, True, cfg.seed)
-    test_loader = _as_loader(test, 512, False, cfg.seed)
+    train_loader = as_loader(train, cfg.batch_size, shuffle=True, seed=cfg.seed, what="train")
+    test_loader = as_loader(test, 512, shuffle=False, seed=cfg.seed, what="test") if test is not None else None
     if isinstance(train, Dataset) and hasattr(train, "images"):
         check_images(train.images[:1], name="training images", channels=clf.data_chans)
     torch.manual_seed(cfg.seed)
-    game = _Supervised(clf, cfg, test_loader)
-    ckpt_dir = Path(out_dir) / "checkpoint" if out_dir is not None else None
-    trainer = MinMaxTrainer(game, cfg, ckpt_dir)
+    run = Run(SupervisedGame(clf, cfg), cfg)
+    callbacks = [Accuracy(clf, test_loader, key="test_accuracy")] if test_loader is not None else []
     with clf.unfrozen():
-        history = trainer.fit(train_loader, epochs, resume=resume)
+        history = run.train(train_loader, epochs, Path(out_dir) / "checkpoint" if out_dir is not None else None,
+                            resume=resume, callbacks=callbacks)
     clf.freeze()
-    if out_dir is not None and trainer.dist.is_main:
+    if out_dir is not None and run.trainer is not None and run.trainer.dist.is_main:
         clf.save(out_dir, extra={"history": history.epochs, "train_config": cfg.to_dict()})
     return clf, history

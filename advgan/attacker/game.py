@@ -1,0 +1,88 @@
+"""The AdvGAN min-max game: players D then G against a frozen target classifier (a black-box surrogate adds S)."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+from attacks.base import random_targets
+from attacks.losses import cw_margin, is_adversarial
+
+from ..engine import MinMaxGame, Player
+from ..engine.game import Batch, LossParts, Nets
+from ..gans import losses
+from .generator_attack import generator_delta
+
+if TYPE_CHECKING:
+    from .model import AdvGANConfig
+
+KIND = "advgan"
+
+
+class AdvGANGame(MinMaxGame):
+    """``L_G = L_adv + alpha * L_GAN + beta * L_hinge`` against ``target`` (frozen); D tells x from x_adv.
+
+    Args:
+        config: the AdvGAN settings.
+        G, D: the generator of perturbations and the discriminator.
+        target: the classifier attacked (frozen: eval mode, no parameter gradients, never trained).
+        num_classes, in_chans: what the target classifies (checked again when a checkpoint resumes).
+    """
+
+    kind = KIND
+
+    def __init__(self, config: AdvGANConfig, G: nn.Module, D: nn.Module, target: nn.Module, *, num_classes: int,
+                 in_chans: int) -> None:
+        self.cfg, self.target = config, target
+        self.num_classes, self.in_chans = num_classes, in_chans
+        self.nets: dict[str, nn.Module] = {"D": D, "G": G}
+
+    def target_model(self) -> nn.Module:
+        """The classifier the generator attacks (for a dynamic black-box game: the surrogate S)."""
+        return self.target
+
+    def attacked(self, nets: Nets) -> nn.Module:
+        """The attacked classifier among the networks of a step (the target itself; S in the dynamic game)."""
+        return self.target
+
+    def players(self) -> list[Player]:
+        c = self.cfg
+        return [Player("D", c.lr_d, c.d_steps, c.betas, c.weight_decay),
+                Player("G", c.lr_g, 1, c.betas, c.weight_decay, ema=bool(c.ema_decay))]
+
+    def frozen_modules(self) -> list[nn.Module]:
+        return [self.target]
+
+    def config_dict(self) -> dict[str, Any]:
+        return {"num_classes": self.num_classes, "in_chans": self.in_chans}
+
+    def draw_targets(self, y: torch.Tensor) -> torch.Tensor | None:
+        return random_targets(y, self.num_classes) if self.cfg.targeted else None
+
+    def adversarial(self, x: torch.Tensor, t: torch.Tensor | None,
+                    generator: nn.Module | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(x_adv, delta)`` with ``x_adv = clip(x + G(x [, t]), 0, 1)`` inside the threat model."""
+        G = generator if generator is not None else self.nets["G"]
+        delta = generator_delta(G, x, t, self.cfg.threat)
+        x_adv = (x + delta).clamp(0.0, 1.0)
+        return x_adv, x_adv - x
+
+    def loss(self, player: str, nets: Nets, batch: Batch, step: int) -> tuple[torch.Tensor, LossParts]:
+        x, y = batch[0], batch[1]
+        t = self.draw_targets(y)
+        cfg, D, G = self.cfg, nets["D"], nets["G"]
+        if player == "D":
+            with torch.no_grad():
+                x_adv, _ = self.adversarial(x, t, G)
+            return losses.d_loss(cfg.gan_loss, D(x), D(x_adv)), {}
+        x_adv, delta = self.adversarial(x, t, G)
+        logits = self.attacked(nets)(x_adv)
+        l_adv = cw_margin(logits, y, t, cfg.kappa).mean()
+        l_gan = losses.g_loss(cfg.gan_loss, D(x_adv))
+        norms = delta.flatten(1).norm(dim=1)
+        l_hinge = torch.relu(norms - cfg.hinge_bound(x[0].numel())).mean()
+        loss = l_adv + cfg.alpha * l_gan + cfg.beta * l_hinge
+        success = is_adversarial(logits.detach(), y, t).float().mean()
+        return loss, {"adv": l_adv.detach(), "gan": l_gan.detach(), "hinge": l_hinge.detach(),
+                      "l2": norms.detach().mean(), "asr": success}

@@ -1,0 +1,181 @@
+"""advgan 0.1 compatibility: the old module paths import, 0.1 training checkpoints resume bit-identically,
+and ``advgan.load`` reads any saved model by its kind.
+
+``tests/data/v0_1`` holds one-epoch runs written by advgan 0.1 (commit 1c3890a; ``tests/make_v01_checkpoints.py``
+re-creates them). The current code writes the same first epoch (weights, optimizer state, RNG: the same
+tensors), and resuming either checkpoint for a second epoch gives the same weights, tensor for tensor.
+(The runs are one epoch, then resumed to two: the LR schedule of a run depends on its total length.)
+"""
+from __future__ import annotations
+
+import importlib
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+from attacks import Classifier
+from attacks.checkpoint import CheckpointError, load_tensors
+
+V01 = Path(__file__).parent / "data" / "v0_1"
+COMMON = dict(batch_size=32, seed=3, device="cpu", progress=False)
+
+OLD_PATHS = ["advgan.attacker", "advgan.blackbox", "advgan.gan", "advgan.pix2pix", "advgan.training", "advgan.generator_attack",
+             "advgan.engine", "advgan.losses", "advgan.metrics", "advgan.pairs", "advgan.nets", "advgan.data", "advgan.history",
+             "advgan.distributed", "advgan.modelio", "advgan.figures", "advgan.gan_utils", "advgan.nets.common",
+             "advgan.nets.patchgan", "advgan.engine_checkpoint", "advgan.engine_optim"]
+
+
+@pytest.mark.parametrize("path", OLD_PATHS)
+def test_old_module_paths_import(path):
+    mod = importlib.import_module(path)
+    assert mod is not None
+
+
+def test_old_paths_are_the_new_modules():
+    from advgan.nets.patchgan import receptive_field
+
+    import advgan
+    from advgan.gans import gan, nets
+
+    assert importlib.import_module("advgan.gan") is gan and advgan.nets is nets
+    assert receptive_field is importlib.import_module("advgan.gans.nets.patchgan").receptive_field
+    from advgan.blackbox import BlackBox, BlackBoxAdvGAN  # noqa: F401
+    from advgan.gan import batch_loader  # noqa: F401
+
+    from advgan.attacker import AdvGAN, AdvGANConfig, AdvGANGame  # noqa: F401
+    from advgan.engine import DivergenceError, MinMaxGame, MinMaxTrainer, Player, TrainConfig  # noqa: F401
+    from advgan.training import ClassifierConfig, accuracy, train_classifier  # noqa: F401
+
+
+@pytest.fixture(scope="module")
+def ds(mnist):
+    from advgan import data
+
+    train, _ = mnist
+    return data.ImageDataset(train.images[:96], train.labels[:96], 10, "mnist5k-96")
+
+
+def _clf():
+    torch.manual_seed(0)
+    return Classifier.create("tiny_cnn", 10, in_chans=1)
+
+
+def _resume(tmp_path, name):
+    d = tmp_path / "resumed"
+    shutil.copytree(V01 / name, d)
+    return d
+
+
+def _same_checkpoint(old: Path, new: Path) -> None:
+    """The 0.1 checkpoint and the current one of the same run hold the same tensors (the current one adds callbacks')."""
+    a = load_tensors(old)
+    b = {k: v for k, v in load_tensors(new).items() if not k.startswith("cb.")}
+    _same(a, b)
+
+
+def _same(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys() and a
+    assert not [k for k in a if not torch.equal(a[k], b[k])]
+
+
+def test_v01_classifier_checkpoint_resumes_bit_identical(ds, tmp_path):
+    from advgan.training import train_classifier
+
+    d = _resume(tmp_path, "classifier")
+    now = tmp_path / "now"
+    train_classifier(_clf(), ds, epochs=1, out_dir=now, **COMMON)
+    _same_checkpoint(d / "checkpoint" / "checkpoint.safetensors", now / "checkpoint" / "checkpoint.safetensors")
+    resumed, hist = train_classifier(_clf(), ds, epochs=2, out_dir=d, **COMMON)
+    again, _ = train_classifier(_clf(), ds, epochs=2, out_dir=now, **COMMON)
+    assert hist.steps[0]["step"] == 1 and hist.steps[-1]["step"] == 6  # epoch 1 (0.1) + epoch 2 (now)
+    _same(resumed.state_dict(), again.state_dict())
+
+
+def test_v01_advgan_checkpoint_resumes_bit_identical(ds, tmp_path):
+    from advgan import AdvGAN, AdvGANConfig
+
+    cfg = AdvGANConfig(eps=0.3, width=4, **COMMON)
+    d, now = _resume(tmp_path, "advgan"), tmp_path / "now"
+    with pytest.warns(UserWarning, match="is it trained"):
+        AdvGAN(_clf(), cfg).fit(ds, epochs=1, out_dir=now)
+        _same_checkpoint(d / "checkpoint" / "checkpoint.safetensors", now / "checkpoint" / "checkpoint.safetensors")
+        AdvGAN(_clf(), cfg).fit(ds, epochs=2, out_dir=d)
+        AdvGAN(_clf(), cfg).fit(ds, epochs=2, out_dir=now)
+    _same(load_tensors(d / "weights.safetensors"), load_tensors(now / "weights.safetensors"))
+
+
+def test_v01_finetune_checkpoint_resumes_bit_identical(ds, tmp_path):
+    from defenses import FinetuneConfig, finetune
+
+    cfg = FinetuneConfig(method="fgsm-rs", epochs=2, **COMMON)
+    d, now = _resume(tmp_path, "finetune"), tmp_path / "now"
+    finetune(_clf(), ds, replace(cfg, epochs=1), val_loader=ds, out_dir=now)
+    _same_checkpoint(d / "checkpoint" / "checkpoint.safetensors", now / "checkpoint" / "checkpoint.safetensors")
+    resumed, hist = finetune(_clf(), ds, cfg, val_loader=ds, out_dir=d)      # the 0.1 run: guard and best from its history
+    straight, ref = finetune(_clf(), ds, cfg, val_loader=ds, out_dir=now)
+    assert [e["epoch"] for e in hist.epochs] == [1, 2]
+    assert [e.get("best") for e in hist.epochs] == [e.get("best") for e in ref.epochs]  # best epoch chosen alike
+    _same(resumed.state_dict(), straight.state_dict())
+
+
+def test_v01_gan_checkpoint_resumes_bit_identical(tmp_path):
+    from advgan import GAN, GANConfig, data
+
+    pts = data.load("ring8", n_train=256)[0]
+    cfg = GANConfig(z_dim=2, g_width=16, d_width=16, ema_decay=0.9, **COMMON)
+    d, now = _resume(tmp_path, "gan"), tmp_path / "now"
+    GAN(cfg, (2,)).fit(pts, 1, out_dir=now)
+    _same_checkpoint(d / "checkpoint.safetensors", now / "checkpoint.safetensors")
+    a, b = GAN(cfg, (2,)), GAN(cfg, (2,))
+    a.fit(pts, 2, out_dir=d)
+    b.fit(pts, 2, out_dir=now)
+    _same({k: v for n in a.nets for k, v in a.nets[n].state_dict().items()},
+          {k: v for n in b.nets for k, v in b.nets[n].state_dict().items()})
+    assert torch.equal(a.sample(8, seed=0), b.sample(8, seed=0))  # the EMA generator too
+
+
+def test_v01_checkpoint_with_other_settings_is_refused_naming_the_field(ds, tmp_path):
+    from advgan.training import train_classifier
+
+    d = _resume(tmp_path, "classifier")
+    before = (d / "checkpoint" / "checkpoint.safetensors").read_bytes()
+    with pytest.raises(CheckpointError, match=r"different configuration \(train.lr: checkpoint 0.002 vs now 0.001\)"):
+        train_classifier(_clf(), ds, epochs=2, out_dir=d, lr=1e-3, **COMMON)
+    assert (d / "checkpoint" / "checkpoint.safetensors").read_bytes() == before
+
+
+def test_load_dispatches_on_the_kind(ds, tmp_path):
+    import advgan
+    from advgan import GAN, AdvGAN, AdvGANConfig, GANConfig, Pix2Pix, Pix2PixConfig
+
+    clf = _clf()
+    clf.save(tmp_path / "clf")
+    assert isinstance(advgan.load(tmp_path / "clf"), Classifier)
+    AdvGAN(clf, AdvGANConfig(width=4, device="cpu")).save(tmp_path / "atk")
+    with pytest.raises(TypeError, match=r"bound to the classifier it attacks.*classifier=clf"):
+        advgan.load(tmp_path / "atk")
+    atk = advgan.load(tmp_path / "atk", classifier=clf)
+    assert isinstance(atk, AdvGAN) and atk.classifier is clf
+    GAN(GANConfig(g_width=8, d_width=8, z_dim=2, device="cpu"), (2,)).save(tmp_path / "gan")
+    assert isinstance(advgan.load(tmp_path / "gan"), GAN)
+    Pix2Pix(Pix2PixConfig(g_width=8, d_width=8, device="cpu")).save(tmp_path / "p2p")
+    assert isinstance(advgan.load(tmp_path / "p2p"), Pix2Pix)
+    assert advgan.modelio.kinds() == ["advgan", "cgan", "classifier", "gan", "pix2pix"]
+    with pytest.raises(CheckpointError, match="does not exist"):
+        advgan.load(tmp_path / "missing")
+
+
+def test_generator_is_a_property_everywhere(trained_tiny_clf):
+    from advgan import GAN, AdvGAN, AdvGANConfig, GANConfig, Pix2Pix, Pix2PixConfig, data
+
+    gan = GAN(GANConfig(z_dim=2, g_width=8, d_width=8, ema_decay=0.5, batch_size=64, progress=False, device="cpu"), (2,))
+    assert gan.generator is gan.nets["G"]                     # before training: G itself
+    gan.fit(data.load("ring8", n_train=128)[0], 1)
+    assert gan.generator is gan.g_ema and gan.generator is not gan.nets["G"]   # after: the EMA copy
+    p2p = Pix2Pix(Pix2PixConfig(g_width=8, d_width=8, device="cpu"))
+    assert p2p.generator is p2p.nets["G"]
+    atk = AdvGAN(trained_tiny_clf, AdvGANConfig(width=4, device="cpu"))
+    assert atk.generator is atk.G and atk.nets == {"D": atk.D, "G": atk.G}
