@@ -10,7 +10,7 @@ from .gans import GAN, ConditionalGAN, ConditionalGANConfig, GANConfig, Pix2Pix,
 from .modelio import load
 from .training import ClassifierConfig, accuracy, train_classifier
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 __all__ = [
     "AdvGAN", "AdvGANConfig", "GAN", "GANConfig", "ConditionalGAN", "ConditionalGANConfig", "Pix2Pix", "Pix2PixConfig",
     "MinMaxGame", "MinMaxTrainer", "Player", "TrainConfig", "DivergenceError", "History",

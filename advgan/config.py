@@ -81,10 +81,13 @@ class Integer(Check):
 
 
 class Real(Check):
-    """A finite number in an interval: ``Real(0)`` is > 0, ``Real(0, closed=True)`` >= 0, ``Real(0, 1, ...)`` in (0, 1)."""
+    """A finite number in an interval: ``Real(0)`` is > 0, ``Real(0, closed=True)`` >= 0, ``Real(0, 1, ...)`` in (0, 1).
+
+    ``what`` names the accepted values ("a positive finite number", the command line says "expected <what>");
+    ``must`` is the predicate of the config's error ("lr must be <must>, got ...")."""
 
     def __init__(self, low: float | None = None, high: float | None = None, *, closed: bool | tuple[bool, bool] = False,
-                 optional: bool = False, what: str | None = None) -> None:
+                 optional: bool = False, what: str | None = None, must: str | None = None) -> None:
         lo_closed, hi_closed = closed if isinstance(closed, tuple) else (closed, closed)
         self.low, self.high, self.lo_closed, self.hi_closed, self.optional = low, high, lo_closed, hi_closed, optional
         if low is not None and high is not None:
@@ -101,6 +104,8 @@ class Real(Check):
             self.must = self.what
         if what:
             self.must = what
+        if must:
+            self.must = must
 
     def check(self, value: Any, name: str) -> Any:
         if not _is_number(value):
@@ -214,7 +219,7 @@ class Flag:
 
 
 RUN = _Run()
-LEARNING_RATE = Real(0, what="a positive learning rate (finite, > 0)")
+LEARNING_RATE = Real(0, must="a positive learning rate (a finite number > 0)")
 FLAG = Boolean()
 SEED = Integer(0, 2**64 - 1, what="a non-negative integer below 2**64")
 

@@ -89,7 +89,8 @@ def config_from_dict(cls: type[C], d: Mapping[str, Any]) -> C:
     return cls(**kwargs)
 
 
-def save_model(directory: str | Path, kind: str, config: Any, nets: Mapping[str, nn.Module], extra: Mapping[str, Any] | None = None) -> Path:
+def save_model(directory: str | Path, kind: str, config: Any, nets: Mapping[str, nn.Module],
+               extra: Mapping[str, Any] | None = None) -> Path:
     """Write the networks and the config (atomic files) into ``directory``."""
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)

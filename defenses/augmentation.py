@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from advgan.config import SEED
 from attacks.base import frozen_eval
 from attacks.checks import check_choice, check_fraction, check_images, check_labels
 from attacks.classifier import data_chans_of
@@ -80,8 +81,7 @@ class AdversarialAugmentation:
                 raise ValueError(f"weights has {len(w)} entries but there are {len(self.sources)} sources; give one weight per source.")
             if any(not math.isfinite(v) or v < 0 for v in w) or sum(w) <= 0:
                 raise ValueError(f"weights must be finite, non-negative and not all zero, got {list(weights)}.")
-        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-            raise ValueError(f"seed must be a non-negative integer, got {seed!r}.")
+        SEED(seed, "seed")
         self.weights = torch.tensor(w, dtype=torch.float64)
         self.seed = seed
         self._gen = torch.Generator().manual_seed(seed)

@@ -51,8 +51,8 @@ class FinetuneConfig(EngineConfig):
     """Robust fine-tuning settings (plus the engine's :class:`EngineConfig`: amp, grad_clip, seed, device...)."""
 
     method: Annotated[str, Choice(METHODS, message="unknown method {value!r}; valid methods: {choices}.")] = "pgd-at"  #: fine-tuning method
-    epochs: Annotated[int, POSITIVE, RUN] = 5          #: epochs (per round with --rounds); resuming may extend the run
-    eps: float = 0.3                                   #: budget in pixel units (8/255 = 0.0314, not 8)
+    epochs: Annotated[int, POSITIVE, RUN] = 5          #: epochs (per round with --rounds); a resumed run may add epochs
+    eps: Annotated[float, Real(0)] = 0.3               #: budget in pixel units (8/255 = 0.0314, not 8)
     norm: Annotated[str, Choice(("linf", "l2"))] = "linf"  #: linf | l2
     fraction: Annotated[float, Real(0, 1, closed=True)] = 0.5  #: augment: share of each batch replaced
     mode: Annotated[str, Choice(MODES)] = "weighted"   #: augment: how sources are picked

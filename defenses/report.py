@@ -114,7 +114,8 @@ def before_after(models: Mapping[str, nn.Module], test_loader: Any, *, eps: floa
                                "fgsm": FGSM(eps=eps, norm=norm)}
     if original_attacker is not None:
         attacks["advgan"] = original_attacker
-    rep = DefenseReport(meta={"eps": eps, "norm": norm, "pgd_steps": pgd_steps, "retrained_attacker_epochs": attacker_epochs if retrain else None,
+    rep = DefenseReport(meta={"eps": eps, "norm": norm, "pgd_steps": pgd_steps,
+                              "retrained_attacker_epochs": attacker_epochs if retrain else None,
                               "clean_epoch_seconds": clean_epoch_seconds})
     for name, model in models.items():
         atks = dict(attacks)

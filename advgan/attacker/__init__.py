@@ -6,4 +6,5 @@ from .generator_attack import GeneratorAttack, generator_delta
 from .model import GENERATORS, AdvGAN, AdvGANConfig, build_generator
 
 __all__ = ["AdvGAN", "AdvGANConfig", "AdvGANGame", "GENERATORS", "KIND", "build_generator", "GeneratorAttack",
-           "generator_delta", "AdvGANValidation", "QueryCount", "BlackBox", "BlackBoxAdvGAN", "DynamicDistillationGame", "distill_labels", "MODES"]
+           "generator_delta", "AdvGANValidation", "QueryCount", "BlackBox", "BlackBoxAdvGAN", "DynamicDistillationGame",
+           "distill_labels", "MODES"]

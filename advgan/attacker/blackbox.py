@@ -176,7 +176,8 @@ class BlackBoxAdvGAN:
     def __init__(self, blackbox: BlackBox, config: AdvGANConfig | None = None, *, mode: str = "static",
                  surrogate: str = "small_cnn", surrogate_epochs: int = 10, surrogate_lr: float = 1e-3, s_steps: int = 1) -> None:
         if not isinstance(blackbox, BlackBox):
-            raise TypeError(f"blackbox must be an advgan.blackbox.BlackBox (wrap your model: BlackBox(model)), got {type(blackbox).__name__}.")
+            raise TypeError("blackbox must be an advgan.attacker.BlackBox (wrap your model: BlackBox(model)), "
+                            f"got {type(blackbox).__name__}.")
         self.config = AdvGANConfig() if config is None else config
         if not isinstance(self.config, AdvGANConfig):
             raise TypeError(f"config must be an AdvGANConfig, got {type(self.config).__name__}.")

@@ -17,6 +17,8 @@ from torch import nn
 
 from attacks.base import Attack, random_targets
 
+from ..config import Integer
+
 
 def generator_delta(generator: nn.Module, x: torch.Tensor, target: torch.Tensor | None, threat) -> torch.Tensor:
     """The perturbation for ``x`` inside ``threat``'s ball (differentiable w.r.t. the generator)."""
@@ -46,8 +48,7 @@ class GeneratorAttack(Attack):
         super().__init__(eps, norm, bounds=bounds)
         if not isinstance(generator, nn.Module):
             raise TypeError(f"generator must be a torch.nn.Module, got {type(generator).__name__}.")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
+        Integer(1)(batch_size, "batch_size")
         if targeted and not (isinstance(num_classes, int) and num_classes >= 2):
             raise ValueError("a targeted generator needs num_classes (>= 2) to draw random targets.")
         self.generator = copy.deepcopy(generator).eval().requires_grad_(False)

@@ -64,10 +64,10 @@ class AdvGANConfig(TrainConfig):
     attack fools the black box 96 % of the time with kappa 10 against 67 % with kappa 1.
     lr 3e-3 beat the paper-like 1e-3. See benchmarks/advgan.py for the full table."""
 
-    eps: float = 0.3                   #: budget in pixel units [0, 1] (e.g. 0.3, or 8/255=0.0314)
+    eps: Annotated[float, Real(0)] = 0.3                     #: budget in pixel units [0, 1] (e.g. 0.3, or 8/255=0.0314)
     norm: Annotated[str, Choice(("linf", "l2"))] = "linf"    #: linf | l2
     targeted: Annotated[bool, FLAG] = False                  #: one generator conditioned on the target class
-    kappa: Annotated[float, NONNEG] = 10.0                   #: C&W confidence margin on logits (see above)
+    kappa: Annotated[float, NONNEG] = 10.0                   #: C&W confidence margin on logits
     alpha: Annotated[float, NONNEG] = 1.0                    #: GAN loss weight
     beta: Annotated[float, NONNEG] = 1.0                     #: hinge loss weight
     #: hinge bound on ||delta||_2; None: eps * sqrt(pixels) / 2 (L-inf) or eps (L2)

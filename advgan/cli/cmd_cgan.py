@@ -3,22 +3,20 @@ from __future__ import annotations
 
 import argparse
 
+from ..gans import ConditionalGANConfig
 from .common import positive_int
+from .flags import add_config_flags, config_values
 from .gan_common import add_classifier_argument, add_train_arguments, eval_classifier, print_metrics, train_kwargs, write_outputs
 
 NAME = "cgan"
 HELP = "train a class-conditional GAN; report a classifier's accuracy on its samples per class and the Fréchet distance"
+FIELDS = ("loss", "d_net", "z_dim", "gp_weight", "r1_weight", "spectral_norm")   #: ConditionalGANConfig fields as flags
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", choices=("mnist5k", "digits"), default="mnist5k")
-    p.add_argument("--loss", default="non_saturating", help="minimax, non_saturating, lsgan, hinge, wasserstein")
-    p.add_argument("--d-net", default="auto", help="auto (projection D), proj_dcgan_d, cond_dcgan_d, ...")
-    p.add_argument("--z-dim", type=positive_int, default=64)
+    add_config_flags(p, ConditionalGANConfig, FIELDS, helps={"d_net": "auto (projection D), proj_dcgan_d, cond_dcgan_d, ..."})
     p.add_argument("--width", type=positive_int, default=64, help="base channels of G and D")
-    p.add_argument("--gp", type=float, default=0.0, help="gradient-penalty weight")
-    p.add_argument("--r1", type=float, default=0.0, help="R1 penalty weight γ")
-    p.add_argument("--spectral-norm", action="store_true")
     p.add_argument("--n-train", type=positive_int, default=None, help="train on a stratified subset of this size")
     p.add_argument("--per-class", type=positive_int, default=100, help="samples per class for the metrics")
     add_classifier_argument(p)
@@ -31,14 +29,14 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from advgan import data, metrics
-    from advgan.gans import ConditionalGAN, ConditionalGANConfig
+    from advgan.gans import ConditionalGAN
 
     kw = {"image_size": 28} if args.dataset == "digits" else {}
     train, test = data.load(args.dataset, **kw)
     if args.n_train:
         train = train.subset(args.n_train, seed=args.seed)
-    cfg = ConditionalGANConfig(loss=args.loss, d_net=args.d_net, z_dim=args.z_dim, g_width=args.width, d_width=args.width,
-                               gp_weight=args.gp, r1_weight=args.r1, spectral_norm=args.spectral_norm, **train_kwargs(args))
+    cfg = ConditionalGANConfig(g_width=args.width, d_width=args.width, **config_values(args, ConditionalGANConfig, FIELDS),
+                               **train_kwargs(args))
     out = Path(args.out)
     model = ConditionalGAN(cfg, tuple(train.images.shape[1:]), train.num_classes)
     hist = model.fit(train, args.epochs, out_dir=out / "train")
@@ -55,7 +53,8 @@ def run(args: argparse.Namespace) -> int:
            "generated_class_accuracy": float(pred.eq(labels).float().mean()), "per_class_accuracy": per_class,
            "classifier_test_accuracy": float(real_acc),
            "frechet_distance": metrics.classifier_frechet_distance(clf, fake, test.images),
-           "frechet_distance_real_train_vs_test": metrics.classifier_frechet_distance(clf, train.subset(len(test), seed=args.seed).images, test.images)}
+           "frechet_distance_real_train_vs_test": metrics.classifier_frechet_distance(
+               clf, train.subset(len(test), seed=args.seed).images, test.images)}
     write_outputs(out, res, hist)
     print_metrics(f"ConditionalGAN ({cfg.loss}) on {args.dataset}", res, out)
     return 0

@@ -20,7 +20,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--norm", choices=("linf", "l2"), default="linf")
     p.add_argument("--eps-sweep", type=positive_float, nargs="+", default=None, metavar="EPS",
                    help="also evaluate every attack at these budgets (eps curve in the report)")
-    p.add_argument("--steps", type=positive_int, default=40, help="steps of iterative attacks (pgd, cw, foolbox; PGD-type attacks step 2.5 * eps / steps)")
+    p.add_argument("--steps", type=positive_int, default=40,
+                   help="steps of iterative attacks (pgd, cw, foolbox; PGD-type attacks step 2.5 * eps / steps)")
     p.add_argument("--early-stop", action="store_true", help="PGD stops working on inputs already fooled")
     p.add_argument("--targeted", action="store_true", help="attack towards random targets != label (seeded)")
     p.add_argument("--batch-size", type=positive_int, default=256)

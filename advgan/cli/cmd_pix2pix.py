@@ -3,23 +3,22 @@ from __future__ import annotations
 
 import argparse
 
+from ..gans import Pix2PixConfig
 from .common import positive_int
+from .flags import add_config_flags, config_values
 from .gan_common import add_classifier_argument, add_train_arguments, eval_classifier, print_metrics, train_kwargs, write_outputs
 
 NAME = "pix2pix"
 HELP = "train pix2pix (cGAN + λ·L1, or L1 / cGAN alone) on colorize / edges / superres / nextframe pairs"
 TASKS = ("colorize", "edges", "superres", "nextframe")
+FIELDS = ("mode", "lambda_l1", "loss", "depth", "d_layers")   #: Pix2PixConfig fields as flags
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--task", choices=TASKS, default="edges")
     p.add_argument("--dataset", choices=("mnist5k", "digits"), default="mnist5k")
-    p.add_argument("--mode", choices=("l1+cgan", "l1", "cgan"), default="l1+cgan")
-    p.add_argument("--lambda-l1", type=float, default=100.0, help="weight of the L1 term (paper: 100)")
-    p.add_argument("--loss", default="non_saturating", help="GAN loss of the cGAN term")
-    p.add_argument("--depth", type=positive_int, default=3, help="U-Net levels")
+    add_config_flags(p, Pix2PixConfig, FIELDS)
     p.add_argument("--width", type=positive_int, default=32, help="base channels of G and D")
-    p.add_argument("--d-layers", type=positive_int, default=2, help="PatchGAN layers (2: 34x34 patches)")
     p.add_argument("--factor", type=positive_int, default=4, help="superres: downsampling factor")
     p.add_argument("--canny", action="store_true", help="edges: Canny-like binary edges instead of Sobel magnitude")
     p.add_argument("--n-train", type=positive_int, default=None, help="train on a stratified subset of this size")
@@ -41,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from advgan import data, metrics, pairs
-    from advgan.gans import Pix2Pix, Pix2PixConfig
+    from advgan.gans import Pix2Pix
     from advgan.gans.figures import save_rows
 
     kw = {"image_size": 32} if args.dataset == "digits" else {}
@@ -49,8 +48,7 @@ def run(args: argparse.Namespace) -> int:
     if args.n_train:
         train = train.subset(args.n_train, seed=args.seed)
     ptrain, ptest = pairs.build(args.task, train, **task_options(args)), pairs.build(args.task, test, **task_options(args))
-    cfg = Pix2PixConfig(mode=args.mode, lambda_l1=args.lambda_l1, loss=args.loss, depth=args.depth, g_width=args.width,
-                        d_width=args.width, d_layers=args.d_layers, **train_kwargs(args))
+    cfg = Pix2PixConfig(g_width=args.width, d_width=args.width, **config_values(args, Pix2PixConfig, FIELDS), **train_kwargs(args))
     out = Path(args.out)
     model = Pix2Pix(cfg, ptrain.in_channels, ptrain.out_channels)
     hist = model.fit(ptrain, args.epochs, out_dir=out / "train")

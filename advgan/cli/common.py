@@ -1,35 +1,14 @@
-"""Argument helpers shared by the sub-commands (argparse types that reject impossible values early)."""
+"""Argument helpers shared by the sub-commands: argparse types made from the config checks (they reject
+impossible values early, with the same words as the configs) and the flags every command has."""
 from __future__ import annotations
 
 import argparse
 
 from attacks.checks import resolve_device  # noqa: F401  (re-exported for commands)
 
+from .flags import add_config_flags, fraction, nonneg_int, positive_float, positive_int  # noqa: F401  (re-exported)
 
-def _number(s: str, kind: type, what: str, ok) -> float:
-    try:
-        v = kind(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected {what}, got {s!r}") from None
-    if not ok(v):
-        raise argparse.ArgumentTypeError(f"expected {what}, got {s}")
-    return v
-
-
-def positive_int(s: str) -> int:
-    return _number(s, int, "a positive integer", lambda v: v >= 1)
-
-
-def nonneg_int(s: str) -> int:
-    return _number(s, int, "a non-negative integer", lambda v: v >= 0)
-
-
-def positive_float(s: str) -> float:
-    return _number(s, float, "a positive finite number", lambda v: v > 0 and v != float("inf"))
-
-
-def fraction(s: str) -> float:
-    return _number(s, float, "a number in [0, 1]", lambda v: 0.0 <= v <= 1.0)
+RUN_FLAGS = ("progress", "device", "seed")  #: on every training command (from the command's config)
 
 
 def add_device(p: argparse.ArgumentParser) -> None:

@@ -11,51 +11,50 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import torch
 
-from attacks.checks import check_choice, check_eps, check_positive_int
+from attacks.checks import check_eps
+
+from ..config import FLAG, SEED, Choice, Config, Flag, Integer, Real, Text
+
+POSITIVE = Integer(1)
+FINETUNE_METHODS = ("augment", "pgd-at", "fgsm-rs", "trades")
 
 
 @dataclass(frozen=True)
-class DemoConfig:
+class DemoConfig(Config):
     """Sizes and settings of the demo. ``DemoConfig.quick()`` is the CI-sized variant."""
 
-    dataset: str = "mnist5k"
-    model: str = "resnet18"            #: any timm model (or a built-in: small_cnn, tiny_cnn)
-    eps: float = 0.3
-    norm: str = "linf"
-    train_images: int | None = None    #: subset of the train split (None: all)
-    eval_images: int = 1000            #: test images used for every evaluation
-    classifier_epochs: int = 4
-    classifier_batch_size: int = 128
-    attacker_epochs: int = 4
-    finetune_epochs: int = 3
-    finetune_method: str = "augment"
-    finetune_fraction: float = 0.5
-    pgd_steps: int = 40                #: PGD / foolbox PGD steps at evaluation
-    train_pgd_steps: int = 10          #: PGD steps of the augmentation source during fine-tuning
-    cgan_epochs: int = 6
-    batch_size: int = 64
-    seed: int = 0
-    device: str = "auto"
-    progress: bool = True
+    dataset: Annotated[str, Text()] = "mnist5k"                    #: dataset name
+    model: Annotated[str, Text()] = "resnet18"                     #: timm model name or built-in (small_cnn, tiny_cnn)
+    eps: Annotated[float, Real(0)] = 0.3                           #: budget in pixel units [0, 1]
+    norm: Annotated[str, Choice(("linf", "l2"))] = "linf"          #: linf | l2
+    train_images: Annotated[int | None, Integer(100, optional=True)] = None  #: subset of the train split (None: all)
+    eval_images: Annotated[int, POSITIVE] = 1000                   #: test images used for every evaluation
+    classifier_epochs: Annotated[int, POSITIVE] = 4                #: epochs of the target classifier
+    classifier_batch_size: Annotated[int, POSITIVE] = 128          #: batch size of the target classifier
+    attacker_epochs: Annotated[int, POSITIVE] = 4                  #: epochs of each AdvGAN attacker
+    finetune_epochs: Annotated[int, POSITIVE] = 3                  #: epochs of the fine-tuning
+    finetune_method: Annotated[str, Choice(FINETUNE_METHODS), Flag("method")] = "augment"  #: fine-tuning method
+    finetune_fraction: Annotated[float, Real(0, 1, closed=(False, True))] = 0.5  #: share of each batch made adversarial
+    pgd_steps: Annotated[int, POSITIVE] = 40                       #: PGD / foolbox PGD steps at evaluation
+    train_pgd_steps: Annotated[int, POSITIVE] = 10                 #: PGD steps of the augmentation source during fine-tuning
+    cgan_epochs: Annotated[int, POSITIVE] = 6                      #: epochs of the conditional GAN
+    batch_size: Annotated[int, POSITIVE] = 64                      #: batch size of the attackers, fine-tuning and cGAN
+    seed: Annotated[int, SEED] = 0                                 #: random seed (runs are repeatable on one machine)
+    device: Annotated[str, Text()] = "auto"                        #: cpu, cuda, cuda:1 or auto (cuda when available)
+    progress: Annotated[bool, FLAG] = True                         #: show progress bars
 
-    def __post_init__(self) -> None:
+    def validate(self) -> None:
         object.__setattr__(self, "eps", check_eps(self.eps, self.norm))
-        for f in ("eval_images", "classifier_epochs", "classifier_batch_size", "attacker_epochs", "finetune_epochs", "pgd_steps",
-                  "train_pgd_steps", "cgan_epochs", "batch_size"):
-            check_positive_int(getattr(self, f), f)
-        if self.train_images is not None:
-            check_positive_int(self.train_images, "train_images", minimum=100)
-        check_choice(self.finetune_method, "finetune_method", ("augment", "pgd-at", "fgsm-rs", "trades"))
 
     @classmethod
     def quick(cls, **overrides: Any) -> DemoConfig:
         """Minutes-sized on a CPU: fewer images, epochs and PGD steps (numbers are rougher)."""
-        base = dict(train_images=1500, eval_images=200, classifier_epochs=3, classifier_batch_size=32, attacker_epochs=2, finetune_epochs=2,
-                    pgd_steps=10, train_pgd_steps=5, cgan_epochs=2)
+        base: dict[str, Any] = dict(train_images=1500, eval_images=200, classifier_epochs=3, classifier_batch_size=32,
+                                    attacker_epochs=2, finetune_epochs=2, pgd_steps=10, train_pgd_steps=5, cgan_epochs=2)
         base.update(overrides)
         return cls(**base)
 
@@ -89,63 +88,58 @@ class Stages:
         return result
 
 
-def run_demo(cfg: DemoConfig, out: str | Path, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Run (or resume) the whole demo into ``out``; returns the summary written to ``report.json``."""
-    from advgan import data
-    from advgan.attacker import AdvGAN, AdvGANConfig
-    from advgan.gans import ConditionalGAN, ConditionalGANConfig
-    from advgan.training import ClassifierConfig, train_classifier
-    from attacks import FGSM, PGD, Classifier, FoolboxAttack, RandomNoise, evaluate
-    from defenses import FinetuneConfig, finetune
+class Demo:
+    """The stages of the demo on one dataset (each a method; ``run_demo`` runs them in order)."""
 
-    from .demo_report import write_report
+    def __init__(self, cfg: DemoConfig, out: Path, log: Callable[[str], None]) -> None:
+        from advgan import data
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    from attacks.checkpoint import load_json, save_json
+        self.cfg, self.out, self.log = cfg, out, log
+        self.st = Stages(out, log)
+        self.common: dict[str, Any] = dict(seed=cfg.seed, device=cfg.device, progress=cfg.progress)
+        train, test = data.load(cfg.dataset, seed=cfg.seed)
+        if cfg.train_images and cfg.train_images < len(train):
+            train = train.subset(cfg.train_images, seed=cfg.seed)
+        self.train, self.test = train, test
+        self.eval_set = test.subset(cfg.eval_images, seed=cfg.seed) if cfg.eval_images < len(test) else test
+        self.eval_loader = data.loader(self.eval_set, 250)
+        self.sweep = {f"pgd-{cfg.pgd_steps}": _sweep(cfg.eps), "advgan": _sweep(cfg.eps)}
+        log(f"data: {cfg.dataset} train={len(train)} eval={len(self.eval_set)} images {tuple(train.images.shape[1:])}")
 
-    cfg_file = out / "demo_config.json"
-    if cfg_file.is_file():
-        old = load_json(cfg_file, what="demo config")
-        if old != json.loads(json.dumps(dataclasses.asdict(cfg))):
-            raise ValueError(f"{out} holds a demo run with other settings ({cfg_file}); use another --out to start fresh.")
-    save_json(cfg_file, dataclasses.asdict(cfg))
-    torch.manual_seed(cfg.seed)
-    st = Stages(out, log)
-    common = dict(seed=cfg.seed, device=cfg.device, progress=cfg.progress)
+    def classifier(self) -> Any:
+        """1. the target classifier."""
+        from advgan.training import ClassifierConfig, train_classifier
+        from attacks import Classifier
 
-    train, test = data.load(cfg.dataset, seed=cfg.seed)
-    if cfg.train_images and cfg.train_images < len(train):
-        train = train.subset(cfg.train_images, seed=cfg.seed)
-    eval_set = test.subset(cfg.eval_images, seed=cfg.seed) if cfg.eval_images < len(test) else test
-    eval_loader = data.loader(eval_set, 250)
-    chans, ncls = train.channels, train.num_classes
-    log(f"data: {cfg.dataset} train={len(train)} eval={len(eval_set)} images {tuple(train.images.shape[1:])}")
+        cfg, out = self.cfg, self.out
 
-    # 1. target classifier -------------------------------------------------------------------
-    def make_clf():
-        clf = Classifier.create(cfg.model, ncls, in_chans=chans)
-        ccfg = ClassifierConfig(batch_size=cfg.classifier_batch_size, **common)
-        clf, _ = train_classifier(clf, train, test, ccfg, epochs=cfg.classifier_epochs, out_dir=out / "classifier")
-        return clf
+        def make() -> Any:
+            clf = Classifier.create(cfg.model, self.train.num_classes, in_chans=self.train.channels)
+            ccfg = ClassifierConfig(batch_size=cfg.classifier_batch_size, **self.common)
+            return train_classifier(clf, self.train, self.test, ccfg, epochs=cfg.classifier_epochs, out_dir=out / "classifier")[0]
 
-    clf = st.run("train target classifier", "classifier/config.json", make_clf, lambda: Classifier.load(out / "classifier"))
+        return self.st.run("train target classifier", "classifier/config.json", make, lambda: Classifier.load(out / "classifier"))
 
-    # 2. AdvGAN attacker ---------------------------------------------------------------------
-    acfg = AdvGANConfig(eps=cfg.eps, norm=cfg.norm, batch_size=cfg.batch_size, **common)
+    def attacker(self, target: Any, name: str, stage: str) -> Any:
+        """2. / 5. an AdvGAN attacker of ``target`` (in ``out/name``)."""
+        from advgan.attacker import AdvGAN, AdvGANConfig
 
-    def make_attacker(target: Classifier, name: str) -> AdvGAN:
-        atk = AdvGAN(target, acfg)
-        hist = atk.fit(train, cfg.attacker_epochs, out_dir=out / name / "run", val_loader=eval_loader)
-        atk.save(out / name)
-        hist.plot(out / name / "losses.png", title=f"AdvGAN losses ({name})")
-        return atk
+        cfg, out = self.cfg, self.out
 
-    atk = st.run("train AdvGAN attacker", "attacker/config.json", lambda: make_attacker(clf, "attacker"),
-                 lambda: AdvGAN.load(out / "attacker", clf))
+        def make() -> Any:
+            atk = AdvGAN(target, AdvGANConfig(eps=cfg.eps, norm=cfg.norm, batch_size=cfg.batch_size, **self.common))
+            hist = atk.fit(self.train, cfg.attacker_epochs, out_dir=out / name / "run", val_loader=self.eval_loader)
+            atk.save(out / name)
+            hist.plot(out / name / "losses.png", title=f"AdvGAN losses ({name})")
+            return atk
 
-    # 3. compare attacks on the undefended model ----------------------------------------------
-    def suite(extra: dict[str, Any]) -> dict[str, Any]:
+        return self.st.run(stage, f"{name}/config.json", make, lambda: AdvGAN.load(out / name, target))
+
+    def suite(self, atk: Any, extra: dict[str, Any]) -> dict[str, Any]:
+        """The attacks compared before and after the defense."""
+        from attacks import FGSM, PGD, FoolboxAttack, RandomNoise
+
+        cfg = self.cfg
         a = {
             "noise": RandomNoise(cfg.eps, cfg.norm, seed=cfg.seed),
             "fgsm": FGSM(cfg.eps, cfg.norm),
@@ -158,48 +152,85 @@ def run_demo(cfg: DemoConfig, out: str | Path, log: Callable[[str], None] = prin
         a.update(extra)
         return a
 
-    sweep = {f"pgd-{cfg.pgd_steps}": _sweep(cfg.eps), "advgan": _sweep(cfg.eps)}
+    def evaluation(self, model: Any, attacks: dict[str, Any], name: str, stage: str) -> Any:
+        """3. / 6. an evaluation report (in ``out/name``)."""
+        from attacks import evaluate
+        from attacks.report import Report
 
-    def run_eval(model: Classifier, attacks: dict[str, Any], name: str):
-        rep = evaluate(model, eval_loader, attacks, epsilons=sweep, device=None if cfg.device == "auto" else cfg.device,
-                       seed=cfg.seed, progress=cfg.progress)
-        rep.save(out / name)
-        return rep
+        cfg, out = self.cfg, self.out
 
-    from attacks.report import Report
+        def make() -> Any:
+            rep = evaluate(model, self.eval_loader, attacks, epsilons=self.sweep,
+                           device=None if cfg.device == "auto" else cfg.device, seed=cfg.seed, progress=cfg.progress)
+            rep.save(out / name)
+            return rep
 
-    before = st.run("evaluate undefended model", "eval_before/report.json", lambda: run_eval(clf, suite({}), "eval_before"),
-                    lambda: Report.from_json(out / "eval_before" / "report.json"))
+        return self.st.run(stage, f"{name}/report.json", make, lambda: Report.from_json(out / name / "report.json"))
 
-    # 4. fine-tune with adversarial augmentation (AdvGAN pool + PGD) -----------------------------
-    def make_robust() -> Classifier:
-        fcfg = FinetuneConfig(method=cfg.finetune_method, eps=cfg.eps, norm=cfg.norm, fraction=cfg.finetune_fraction,
-                              epochs=cfg.finetune_epochs, pgd_steps=cfg.train_pgd_steps, batch_size=cfg.batch_size, **common)
-        sources = [atk.as_attack(), PGD(cfg.eps, cfg.norm, steps=cfg.train_pgd_steps, seed=cfg.seed)]
-        robust, _ = finetune(clf, data.loader(train, cfg.batch_size, shuffle=True, seed=cfg.seed), fcfg,
-                             sources=sources, val_loader=eval_loader, out_dir=out / "robust" / "run")
-        robust.save(out / "robust")
-        return robust
+    def robust(self, clf: Any, atk: Any) -> Any:
+        """4. fine-tune with adversarial augmentation (AdvGAN + PGD)."""
+        from advgan import data
+        from attacks import PGD, Classifier
+        from defenses import FinetuneConfig, finetune
 
-    robust = st.run(f"fine-tune ({cfg.finetune_method}: AdvGAN + PGD)", "robust/config.json", make_robust,
-                    lambda: Classifier.load(out / "robust"))
+        cfg, out = self.cfg, self.out
 
-    # 5. retrain an attacker against the defended model, 6. re-attack -------------------------
-    atk2 = st.run("retrain AdvGAN against the defended model", "attacker_retrained/config.json",
-                  lambda: make_attacker(robust, "attacker_retrained"), lambda: AdvGAN.load(out / "attacker_retrained", robust))
-    after = st.run("evaluate defended model", "eval_after/report.json",
-                   lambda: run_eval(robust, suite({"advgan-retrained": atk2.as_attack()}), "eval_after"),
-                   lambda: Report.from_json(out / "eval_after" / "report.json"))
+        def make() -> Any:
+            fcfg = FinetuneConfig(method=cfg.finetune_method, eps=cfg.eps, norm=cfg.norm, fraction=cfg.finetune_fraction,
+                                  epochs=cfg.finetune_epochs, pgd_steps=cfg.train_pgd_steps, batch_size=cfg.batch_size,
+                                  **self.common)
+            sources = [atk.as_attack(), PGD(cfg.eps, cfg.norm, steps=cfg.train_pgd_steps, seed=cfg.seed)]
+            robust, _ = finetune(clf, data.loader(self.train, cfg.batch_size, shuffle=True, seed=cfg.seed), fcfg,
+                                 sources=sources, val_loader=self.eval_loader, out_dir=out / "robust" / "run")
+            robust.save(out / "robust")
+            return robust
 
-    # 7. the conditional-GAN core on the same data ------------------------------------------------
-    def make_cgan():
-        g = ConditionalGAN(ConditionalGANConfig(batch_size=cfg.batch_size, **common), tuple(train.images.shape[1:]), ncls)
-        g.fit(train, cfg.cgan_epochs, out_dir=out / "cgan" / "run")
-        g.save(out / "cgan")
-        return g
+        return self.st.run(f"fine-tune ({cfg.finetune_method}: AdvGAN + PGD)", "robust/config.json", make,
+                           lambda: Classifier.load(out / "robust"))
 
-    cgan = st.run("train conditional GAN", "cgan/config.json", make_cgan, lambda: ConditionalGAN.load(out / "cgan"))
+    def cgan(self) -> Any:
+        """7. the conditional-GAN core on the same data."""
+        from advgan.gans import ConditionalGAN, ConditionalGANConfig
 
-    summary = write_report(out, cfg, clf=clf, atk=atk, cgan=cgan, before=before, after=after,
-                           eval_set=eval_set, timings=st.timings)
-    return summary
+        cfg, out = self.cfg, self.out
+
+        def make() -> Any:
+            g = ConditionalGAN(ConditionalGANConfig(batch_size=cfg.batch_size, **self.common), tuple(self.train.images.shape[1:]),
+                               self.train.num_classes)
+            g.fit(self.train, cfg.cgan_epochs, out_dir=out / "cgan" / "run")
+            g.save(out / "cgan")
+            return g
+
+        return self.st.run("train conditional GAN", "cgan/config.json", make, lambda: ConditionalGAN.load(out / "cgan"))
+
+
+def _check_out(cfg: DemoConfig, out: Path) -> None:
+    """``out`` holds no demo run with other settings; record these."""
+    from attacks.checkpoint import load_json, save_json
+
+    out.mkdir(parents=True, exist_ok=True)
+    cfg_file = out / "demo_config.json"
+    if cfg_file.is_file():
+        old = load_json(cfg_file, what="demo config")
+        if old != json.loads(json.dumps(dataclasses.asdict(cfg))):
+            raise ValueError(f"{out} holds a demo run with other settings ({cfg_file}); use another --out to start fresh.")
+    save_json(cfg_file, dataclasses.asdict(cfg))
+
+
+def run_demo(cfg: DemoConfig, out: str | Path, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run (or resume) the whole demo into ``out``; returns the summary written to ``report.json``."""
+    from .demo_report import write_report
+
+    out = Path(out)
+    _check_out(cfg, out)
+    torch.manual_seed(cfg.seed)
+    demo = Demo(cfg, out, log)
+    clf = demo.classifier()
+    atk = demo.attacker(clf, "attacker", "train AdvGAN attacker")
+    before = demo.evaluation(clf, demo.suite(atk, {}), "eval_before", "evaluate undefended model")
+    robust = demo.robust(clf, atk)
+    atk2 = demo.attacker(robust, "attacker_retrained", "retrain AdvGAN against the defended model")
+    after = demo.evaluation(robust, demo.suite(atk, {"advgan-retrained": atk2.as_attack()}), "eval_after", "evaluate defended model")
+    cgan = demo.cgan()
+    return write_report(out, cfg, clf=clf, atk=atk, cgan=cgan, before=before, after=after, eval_set=demo.eval_set,
+                        timings=demo.st.timings)

@@ -141,7 +141,8 @@ def _markdown(s: dict[str, Any], cfg: Any) -> str:
                   f"{a['images_per_second']:.0f} |")
     flags = s["flags"]["before"] + s["flags"]["after"]
     md += ["", "## Sanity checks", ""]
-    md += [f"- {f}" for f in flags] if flags else ["- no flags raised (success non-decreasing in ε, PGD ≥ FGSM, logits not probabilities, non-zero input gradients)."]
+    md += [f"- {f}" for f in flags] if flags else [
+        "- no flags raised (success non-decreasing in ε, PGD ≥ FGSM, logits not probabilities, non-zero input gradients)."]
     titles = {"grid": "Clean | perturbation | adversarial (undefended model)", "eps_curves": "Robust accuracy and ASR vs ε",
               "gan_losses": "AdvGAN training losses", "gan_losses_retrained": "AdvGAN retrained against the defended model",
               "cgan_losses": "Conditional GAN losses", "cgan_samples": "Conditional GAN samples"}

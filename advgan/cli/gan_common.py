@@ -5,32 +5,25 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from .common import add_device, add_seed, nonneg_int, positive_float, positive_int
+from ..engine import TrainConfig
+from .common import RUN_FLAGS, positive_int
+from .flags import add_config_flags, config_values
+
+#: the engine's and the GAN family's fields as flags, shared by gan, cgan and pix2pix
+TRAIN_FIELDS = ("batch_size", "lr_g", "lr_d", "betas", "d_steps", "ema_decay", "amp", "sample_every") + RUN_FLAGS
 
 
 def add_train_arguments(p: argparse.ArgumentParser, *, epochs: int, batch_size: int, lr: float) -> None:
+    """The training group; ``epochs``, ``batch_size`` and ``lr`` (of G and D) are the command's defaults."""
     g = p.add_argument_group("training (the min-max engine)")
     g.add_argument("--epochs", type=positive_int, default=epochs, help=f"epochs in total (default {epochs}); re-running resumes")
-    g.add_argument("--batch-size", type=positive_int, default=batch_size)
-    g.add_argument("--lr-g", type=positive_float, default=lr, help="generator learning rate")
-    g.add_argument("--lr-d", type=positive_float, default=lr, help="discriminator learning rate")
-    g.add_argument("--beta1", type=float, default=0.5, help="Adam beta1 (WGAN-GP: 0.0)")
-    g.add_argument("--beta2", type=float, default=0.999, help="Adam beta2 (WGAN-GP: 0.9)")
-    g.add_argument("--d-steps", type=positive_int, default=1, help="discriminator steps per generator step (WGAN: 5)")
-    g.add_argument("--ema", type=float, default=None, help="EMA decay of the generator weights used for sampling (e.g. 0.999)")
-    g.add_argument("--amp", action="store_true", help="mixed precision")
-    g.add_argument("--sample-every", type=nonneg_int, default=0, help="generator steps between sample PNGs (0: each epoch)")
-    g.add_argument("--no-progress", action="store_true")
+    add_config_flags(g, TrainConfig, TRAIN_FIELDS, defaults={"batch_size": batch_size, "lr_g": lr, "lr_d": lr})
     g.add_argument("--out", required=True, help="output directory: samples, loss curves, metrics.json, model/")
-    add_device(p)
-    add_seed(p)
 
 
 def train_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     """TrainConfig fields from the shared arguments."""
-    return {"batch_size": args.batch_size, "lr_g": args.lr_g, "lr_d": args.lr_d, "betas": (args.beta1, args.beta2),
-            "d_steps": args.d_steps, "ema_decay": args.ema, "amp": args.amp, "sample_every": args.sample_every,
-            "progress": not args.no_progress, "seed": args.seed, "device": args.device}
+    return config_values(args, TrainConfig, TRAIN_FIELDS)
 
 
 def add_classifier_argument(p: argparse.ArgumentParser) -> None:

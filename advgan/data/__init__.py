@@ -27,6 +27,7 @@ from .datasets import (
 from .loaders import as_loader, batch_loader, loader
 
 __all__ = ["DEFAULT_ROOT", "ImageDataset", "PointDataset", "TransformedDataset", "available", "cifar10", "digits",
-           "fashion_mnist", "gauss1d", "grid25", "grid_modes", "imagefolder", "load", "loader", "as_loader", "batch_loader", "mnist", "mnist5k",
+           "fashion_mnist", "gauss1d", "grid25", "grid_modes", "imagefolder", "load", "loader",
+           "as_loader", "batch_loader", "mnist", "mnist5k",
            "pairs", "register_dataset", "ring8", "ring_modes", "stratified_split", "to_image_dataset"]
 _private = (_LOADERS, _stratified_indices)  # kept importable from advgan.data as before the move

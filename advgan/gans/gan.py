@@ -336,8 +336,7 @@ class ConditionalGAN(_Generative):
     conditional = True
 
     def __init__(self, config: ConditionalGANConfig | None = None, data_shape: Sequence[int] = (1, 28, 28), num_classes: int = 10) -> None:
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-            raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}.")
+        Integer(2)(num_classes, "num_classes")
         super().__init__(config, data_shape, num_classes)
 
     def _default_labels(self, n: int) -> torch.Tensor:

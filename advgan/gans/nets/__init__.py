@@ -51,7 +51,7 @@ def check_net_name(name: str, what: str = "network") -> str:
 
 
 # built-ins register themselves on import (keep these imports at the bottom)
-from . import (
+from . import (  # noqa: E402
     common,  # noqa: E402,F401
     conditional,  # noqa: E402,F401
     dcgan,  # noqa: E402,F401

@@ -21,7 +21,8 @@ def sn(layer: nn.Module, enabled: bool = True) -> nn.Module:
 def apply_spectral_norm(net: nn.Module) -> nn.Module:
     """Spectral-normalise every Linear / Conv / ConvTranspose / Embedding weight of ``net`` in place."""
     for m in list(net.modules()):
-        if isinstance(m, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d, nn.Embedding)) and not nn.utils.parametrize.is_parametrized(m, "weight"):
+        layer = isinstance(m, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d, nn.Embedding))
+        if layer and not nn.utils.parametrize.is_parametrized(m, "weight"):
             nn.utils.parametrizations.spectral_norm(m)
     return net
 

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from ...config import Integer
 from . import register_net
 from .common import accepted_kwargs, apply_spectral_norm
 from .dcgan import DCGANDiscriminator, DCGANGenerator
@@ -20,9 +21,7 @@ from .mlp import MLPDiscriminator, MLPGenerator
 
 
 def _check_classes(num_classes: int) -> int:
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-        raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}.")
-    return num_classes
+    return Integer(2)(num_classes, "num_classes")
 
 
 class _CondGenerator(nn.Module):

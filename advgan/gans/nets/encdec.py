@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ...config import Integer
 from . import register_net
 
 
@@ -83,8 +84,7 @@ class ResNetGenerator(nn.Module):
                  num_classes: int = 0) -> None:
         super().__init__()
         for name, v, lo in (("in_chans", in_chans, 1), ("width", width, 1), ("n_blocks", n_blocks, 0), ("num_classes", num_classes, 0)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < lo:
-                raise ValueError(f"{name} must be an integer >= {lo}, got {v!r}.")
+            Integer(lo)(v, name)
         out_chans = in_chans if out_chans is None else out_chans
         self.in_chans, self.out_chans, self.num_classes = in_chans, out_chans, num_classes
         w = width
@@ -130,8 +130,7 @@ class ConvDiscriminator(nn.Module):
 
     def __init__(self, in_chans: int = 1, *, width: int = 8) -> None:
         super().__init__()
-        if isinstance(width, bool) or not isinstance(width, int) or width < 1:
-            raise ValueError(f"width must be a positive integer, got {width!r}.")
+        Integer(1)(width, "width")
         w = width
         self.net = nn.Sequential(
             nn.Conv2d(in_chans, w, 4, 2, 1), nn.LeakyReLU(0.2, inplace=True),

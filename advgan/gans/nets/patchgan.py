@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ...config import Integer
 from . import register_net
 from .common import NORMS, apply_spectral_norm, check_choice_of, init_weights, norm2d
 
@@ -28,8 +29,7 @@ class PatchGANDiscriminator(nn.Module):
                  spectral_norm: bool = False, max_width: int = 512) -> None:
         super().__init__()
         for name, v in (("in_channels", in_channels), ("width", width), ("n_layers", n_layers)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be a positive integer, got {v!r}.")
+            Integer(1)(v, name)
         check_choice_of(norm, "norm", NORMS)
         self.in_channels, self.n_layers = in_channels, n_layers
         layers: list[nn.Module] = [nn.Conv2d(in_channels, width, 4, 2, 1), nn.LeakyReLU(0.2)]

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ...config import Integer
 from . import register_net
 from .common import NORMS, check_choice_of, init_weights, norm2d, out_activation
 
@@ -24,8 +25,7 @@ class UNetGenerator(nn.Module):
                  pad: bool = True) -> None:
         super().__init__()
         for name, v in (("in_channels", in_channels), ("out_channels", out_channels), ("depth", depth), ("width", width)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be a positive integer, got {v!r}.")
+            Integer(1)(v, name)
         if depth > 8:
             raise ValueError(f"depth must be <= 8 (pix2pix uses 8 for 256x256 images), got {depth}.")
         check_choice_of(norm, "norm", NORMS)
