@@ -76,7 +76,7 @@ def config_from_dict(cls: type[C], d: Mapping[str, Any]) -> C:
     """Rebuild a (frozen) config dataclass from JSON: unknown keys refused, lists -> tuples where typed so."""
     if not isinstance(d, Mapping):
         raise CheckpointError(f"config must be a JSON object, got {type(d).__name__}.")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = sorted(set(d) - set(fields))
     if unknown:
         raise CheckpointError(f"config has fields {unknown} that {cls.__name__} does not know; was it written by another version?")

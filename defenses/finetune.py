@@ -31,7 +31,7 @@ from advgan.data import as_loader
 from advgan.engine import Callback, EngineConfig, Player, Run
 from advgan.engine.game import Batch, LossParts, Nets
 from advgan.engine.history import History
-from advgan.training import SupervisedGame
+from advgan.training import ClassifierGame
 from attacks import Classifier
 from attacks.checks import check_eps
 from attacks.threat import ThreatModel
@@ -89,7 +89,7 @@ class FinetuneConfig(EngineConfig):
         return self.method == "fgsm-rs" if self.overfit_guard is None else self.overfit_guard
 
 
-class FinetuneGame(SupervisedGame):
+class FinetuneGame(ClassifierGame):
     """One player, the classifier ``C``; the loss is the method's batch loss (``defenses.methods``).
 
     ``steps_per_epoch`` sizes the ε ramp (``eps_ramp_epochs``); ``finetune`` sets it from the loader."""

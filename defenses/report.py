@@ -119,7 +119,7 @@ def before_after(models: Mapping[str, nn.Module], test_loader: Any, *, eps: floa
                               "clean_epoch_seconds": clean_epoch_seconds})
     for name, model in models.items():
         atks = dict(attacks)
-        retrain_this = bool(retrain) and (retrain is True or name in retrain)
+        retrain_this = retrain is True or (not isinstance(retrain, bool) and name in retrain)
         if retrain_this:
             adir = Path(out_dir) / "attackers" / name.replace("/", "_") if out_dir is not None else None
             atks["advgan_retrained"] = retrain_attacker(model, train_loader, eps=eps, norm=norm, epochs=attacker_epochs,

@@ -47,9 +47,9 @@ def load_advgan_pool(directory: str | Path, classifier: nn.Module, *, eps: float
     dirs = [d] if _is_attacker_dir(d) else sorted(p for p in d.iterdir() if p.is_dir() and _is_attacker_dir(p))
     if not dirs:
         raise ValueError(f"{d} holds no AdvGAN attacker (no config.json of kind 'advgan' in it or its sub-directories).")
-    out = []
+    out: list[Any] = []
     for a in dirs:
-        atk = AdvGAN.load(a, classifier).as_attack()
+        atk: Any = AdvGAN.load(a, classifier).as_attack()
         if eps is not None and abs(atk.eps - eps) > 1e-9:
             warnings.warn(f"the AdvGAN attacker in {a} was trained for eps={atk.eps:g}; using it at eps={eps:g}.", stacklevel=2)
             atk = atk.with_eps(eps)

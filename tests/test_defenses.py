@@ -294,6 +294,8 @@ def test_advgan_source_rounds_and_cli(clf, loaders, tmp_path):
     final, recs = play_rounds(clf, train, FinetuneConfig(method="augment", eps=EPS, epochs=1, progress=False, batch_size=64),
                               rounds=1, val_loader=test, attacker_epochs=1, pgd_steps=5, out_dir=tmp_path / "rounds")
     assert [r["round"] for r in recs] == [0, 1] and 0 <= recs[1]["attacker_asr_after"] <= 1
+    # fine-tuning on the round's attacker lowers that attacker's success rate
+    assert recs[1]["attacker_asr_after"] < recs[1]["attacker_asr_before"], recs
     assert (tmp_path / "rounds" / "rounds.json").is_file()
     clf.save(tmp_path / "clf")
     rc = main(["finetune", "--classifier", str(tmp_path / "clf"), "--method", "augment", "--source", f"advgan:{tmp_path / 'atk'}",

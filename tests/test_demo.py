@@ -31,6 +31,15 @@ def test_demo_quick_end_to_end_and_resume(tmp_path, capsys):
             assert 0.0 <= r["attack_success_rate"] <= 1.0 and 0.0 <= r["robust_accuracy"] <= 1.0, (phase, name)
             assert r["mean_linf"] <= s["config"]["eps"] + 1e-5, (phase, name)
     assert s["clean_accuracy"]["before"] > 0.9
+    # robust accuracy, clean accuracy and ASR describe the same counts: correct - fooled <= robust <= that + wrong
+    for phase in ("before", "after"):
+        clean = s["clean_accuracy"][phase]
+        for name, r in s[phase].items():
+            kept = clean * (1 - r["attack_success_rate"])
+            assert kept - 1e-6 <= r["robust_accuracy"] <= kept + (1 - clean) + 1e-6, (phase, name)
+    # sign noise moves every image by exactly eps (L-inf); AdvGAN fools the model more than that noise does
+    assert s["before"]["noise"]["mean_linf"] == pytest.approx(s["config"]["eps"], abs=1e-4)
+    assert s["before"]["advgan"]["attack_success_rate"] > s["before"]["noise"]["attack_success_rate"]
     # PGD fools far more than zero perturbation (ASR 0 by definition) and at least as much as random noise
     # of the same budget
     assert s["before"][pgd]["attack_success_rate"] >= 0.9

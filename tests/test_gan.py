@@ -142,6 +142,12 @@ def test_cli_gan_ring8_writes_samples_losses_metrics(tmp_path):
     assert rc == 0
     m = json.loads((out / "metrics.json").read_text())
     assert m["num_modes"] == 8 and 0 <= m["high_quality"] <= 1 and len(m["counts"]) == 8
+    # the metrics are those of the saved generator (2,500 samples, seed 1), and agree with each other
+    train, _ = data.load("ring8", n_train=1024)
+    again = metrics.mode_coverage(GAN.load(out / "model").sample(2500, seed=1), train.modes, train.std)
+    assert {k: again[k] for k in ("modes_captured", "high_quality", "counts")} == \
+        {k: m[k] for k in ("modes_captured", "high_quality", "counts")}
+    assert sum(m["counts"]) == round(m["high_quality"] * 2500) and m["modes_captured"] == sum(c > 0 for c in m["counts"])
     for f in ("samples.png", "losses.png", "model/weights.safetensors", "train/checkpoint.safetensors"):
         assert (out / f).is_file(), f
     assert cli_main(["gan", "--dataset", "ring8", "--loss", "bogus", "--out", str(tmp_path / "x")]) == 2

@@ -46,7 +46,9 @@ def test_classifier_features_are_penultimate_and_leave_model_untouched(mnist):
     assert all(torch.equal(before[k], v) for k, v in clf.state_dict().items())
     fd_same = metrics.classifier_frechet_distance(clf, x[:20], x[:20])
     fd_noise = metrics.classifier_frechet_distance(clf, x[:20], torch.rand(20, 1, 28, 28))
+    fd_real = metrics.classifier_frechet_distance(clf, x[:20], x[20:40])      # other digits of the same distribution
     assert fd_same == pytest.approx(0.0, abs=1e-6) and fd_noise > 0
+    assert fd_noise > 2 * fd_real > 0, (fd_noise, fd_real)                    # noise is farther than other real digits
     with pytest.raises(ValueError, match=r"\[0"):
         metrics.classifier_features(clf, x * 255)
 

@@ -126,6 +126,17 @@ def test_cli_pix2pix_writes_outputs(tmp_path):
     assert rc == 0
     m = json.loads((out / "metrics.json").read_text())
     assert m["mode"] == "l1" and 0 <= m["test_l1"] <= 1 and m["frechet_distance"] >= 0
+    # the numbers are the saved model's, and training beat the same network untrained (the same seeded init)
+    from advgan import data, metrics
+
+    clf = Classifier.load(tmp_path / "clf")
+    ptest = pairs.build("superres", data.load("mnist5k")[1], factor=4)
+    trained = Pix2Pix.load(out / "model").translate(ptest.x)
+    untrained = Pix2Pix(Pix2PixConfig(mode="l1", g_width=8, d_width=8, device="cpu"), 1, 1).translate(ptest.x)
+    assert m["test_l1"] == pytest.approx(float((trained - ptest.y).abs().mean()), rel=1e-5)
+    assert m["frechet_distance"] == pytest.approx(metrics.classifier_frechet_distance(clf, trained, ptest.y), rel=1e-4)
+    assert m["test_l1"] < float((untrained - ptest.y).abs().mean())
+    assert m["frechet_distance"] < metrics.classifier_frechet_distance(clf, untrained, ptest.y)
     assert (out / "samples.png").is_file() and (out / "losses.png").is_file() and (out / "model" / "config.json").is_file()
 
 

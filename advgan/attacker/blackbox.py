@@ -59,10 +59,11 @@ class BlackBox:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}.")
         self._model = model
-        self.num_classes = num_classes if num_classes is not None else getattr(model, "num_classes", None)
-        self.data_chans = data_chans if data_chans is not None else getattr(model, "data_chans", None)
-        if not isinstance(self.num_classes, int) or not isinstance(self.data_chans, int):
+        n = num_classes if num_classes is not None else getattr(model, "num_classes", None)
+        c = data_chans if data_chans is not None else getattr(model, "data_chans", None)
+        if not isinstance(n, int) or not isinstance(c, int):
             raise ValueError("pass num_classes= and data_chans= for a model that is not an attacks.Classifier.")
+        self.num_classes, self.data_chans = n, c
         self.batch_size = check_positive_int(batch_size, "batch_size")
         self.labels_only = bool(labels_only)
         self.queries = 0
@@ -146,6 +147,7 @@ class DynamicDistillationGame(AdvGANGame):
 
 
 class _DynamicAdvGAN(AdvGAN):
+    blackbox: BlackBox
     def __init__(self, surrogate: Classifier, config: AdvGANConfig, blackbox: BlackBox, surrogate_lr: float, s_steps: int) -> None:
         self.blackbox, self.surrogate_lr, self.s_steps = blackbox, surrogate_lr, s_steps
         super().__init__(surrogate, config)
@@ -201,7 +203,8 @@ class BlackBoxAdvGAN:
         sdir = out / "surrogate" if out is not None else None
         if resume and sdir is not None and (sdir / "config.json").is_file():
             self.surrogate = Classifier.load(sdir)
-            meta = self.surrogate.extra.get("blackbox", {})
+            extra: dict[str, Any] = dict(getattr(self.surrogate, "extra", {}))
+            meta = extra.get("blackbox", {})
             from attacks.checkpoint import load_tensors
 
             labels = load_tensors(sdir / "labels.safetensors", what="black-box labels")["labels"]

@@ -68,7 +68,7 @@ class GeneratorAttack(Attack):
             )
         if self.targeted and target is None:
             g = torch.Generator().manual_seed(self.seed)
-            target = random_targets(y.cpu(), self.num_classes, generator=g).to(y.device)
+            target = random_targets(y.cpu(), int(self.num_classes or 0), generator=g).to(y.device)
         self.generator.to(x.device)
         out = []
         with torch.no_grad():

@@ -122,6 +122,9 @@ class AdvGAN(Trainable):
     The model pattern of the library: ``config``, ``nets`` (G and D), ``game`` (an :class:`AdvGANGame`);
     ``generator`` is the network that attacks (the EMA copy when ``ema_decay`` is set and training ran)."""
 
+    config: AdvGANConfig
+    game: AdvGANGame
+
     def __init__(self, classifier: nn.Module, config: AdvGANConfig | None = None) -> None:
         config = AdvGANConfig() if config is None else config
         if not isinstance(config, AdvGANConfig):

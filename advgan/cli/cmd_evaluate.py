@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import inspect
+from typing import Any
 
 from .common import add_device, add_seed, positive_float, positive_int
 
@@ -50,8 +51,8 @@ def build_attack(spec: str, clf, *, eps: float, norm: str, steps: int, seed: int
         from attacks.foolbox_bridge import foolbox_attack_class
 
         fb_name = spec.split(":", 1)[1]
-        params = inspect.signature(foolbox_attack_class(fb_name).__init__).parameters
-        kw = {"steps": steps} if "steps" in params else {}
+        params = inspect.signature(foolbox_attack_class(fb_name)).parameters
+        kw: dict[str, Any] = {"steps": steps} if "steps" in params else {}
         if "steps" in params and "rel_stepsize" in params:
             kw["rel_stepsize"] = 2.5 / steps  # the step rule of our PGD (Madry et al.), so --steps stays comparable
         fb_norm = norm if "distance" in params else None  # otherwise the norm of the foolbox attack itself

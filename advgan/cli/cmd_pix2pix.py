@@ -53,6 +53,8 @@ def run(args: argparse.Namespace) -> int:
     model = Pix2Pix(cfg, ptrain.in_channels, ptrain.out_channels)
     hist = model.fit(ptrain, args.epochs, out_dir=out / "train")
     model.save(out / "model")
+    if ptest.x is None or ptest.y is None:  # in-memory datasets: the pairs are precomputed
+        raise ValueError(f"the {args.dataset} pairs were not precomputed; use an in-memory dataset.")
     y_hat = model.translate(ptest.x)
     show = torch.arange(min(10, len(ptest))) * max(1, len(ptest) // 10)     # spread over the (class-ordered) test split
     save_rows({"input": ptest.x[show], "target": ptest.y[show], args.mode: y_hat[show]}, out / "samples.png",

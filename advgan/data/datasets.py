@@ -9,6 +9,7 @@ distributions of the GAN core (``ring8``, ``grid25``, ``gauss1d``).
 from __future__ import annotations
 
 import os
+import typing
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -91,11 +92,12 @@ def available() -> list[str]:
     return sorted(_LOADERS)
 
 
-def load(name: str, **kwargs: Any) -> tuple[Dataset, Dataset]:
+def load(name: str, **kwargs: Any) -> tuple[Any, Any]:
     """Load a dataset by name and return ``(train, test)``. See ``available()`` for names."""
     if not isinstance(name, str) or name not in _LOADERS:
         raise ValueError(f"unknown dataset {name!r}; valid names: {', '.join(available())}.")
     train, test = _LOADERS[name](**kwargs)
+    train, test = typing.cast(Any, train), typing.cast(Any, test)
     if len(train) == 0 or len(test) == 0:
         raise ValueError(f"dataset {name!r} produced an empty split (train={len(train)}, test={len(test)}).")
     return train, test
@@ -248,11 +250,11 @@ def imagefolder(*, root: str | Path, image_size: int | None = None, channels: in
     if not root.is_dir():
         raise ValueError(f"imagefolder root {root} is not a directory; expected root/<class_name>/<image files>.")
     tf = _tv_transform(image_size, channels)
-    split_dirs = [root / "train", next((root / s for s in ("test", "val") if (root / s).is_dir()), None)]
+    train_dir, test_dir = root / "train", next((root / s for s in ("test", "val") if (root / s).is_dir()), None)
     try:
-        if split_dirs[0].is_dir() and split_dirs[1] is not None:
-            train = ImageFolder(str(split_dirs[0]), transform=tf)
-            test = ImageFolder(str(split_dirs[1]), transform=tf)
+        if train_dir.is_dir() and test_dir is not None:
+            train = ImageFolder(str(train_dir), transform=tf)
+            test = ImageFolder(str(test_dir), transform=tf)
             if train.classes != test.classes:
                 raise ValueError(f"train classes {train.classes} differ from test classes {test.classes}")
             n = len(train.classes)
@@ -280,7 +282,7 @@ def to_image_dataset(ds: Dataset, name: str | None = None, batch_size: int = 256
     if not xs:
         raise ValueError("the dataset is empty.")
     n_cls = getattr(ds, "num_classes", None) or int(torch.cat(ys).max()) + 1
-    return ImageDataset(torch.cat(xs), torch.cat(ys), n_cls, name or getattr(ds, "name", ""))
+    return ImageDataset(torch.cat(xs), torch.cat(ys), n_cls, str(name or getattr(ds, "name", "")))
 
 
 # ---------------------------------------------------------------------- toy distributions

@@ -46,7 +46,8 @@ def batch_loader(dataset: Dataset, batch_size: int, *, shuffle: bool = True, see
     if not _indexable_by_list(dataset):
         return loader(dataset, batch_size, shuffle=shuffle, seed=seed, drop_last=drop_last)
     g = torch.Generator().manual_seed(seed)
-    base = RandomSampler(dataset, generator=g) if shuffle else SequentialSampler(dataset)
+    sized: Any = dataset
+    base = RandomSampler(sized, generator=g) if shuffle else SequentialSampler(sized)
     return DataLoader(dataset, batch_size=None, sampler=_SeededBatchSampler(base, batch_size, drop_last), generator=g)
 
 

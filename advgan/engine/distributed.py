@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import warnings
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -77,7 +78,7 @@ def _is_sharded(sampler: object) -> bool:
     return isinstance(sampler, (DistributedSampler, DistributedBatchSampler))
 
 
-def shard_loader(loader: DataLoader, *, shuffle: bool | None = None, seed: int = 0, drop_last: bool = False) -> DataLoader:
+def shard_loader(loader: Any, *, shuffle: bool | None = None, seed: int = 0, drop_last: bool = False) -> DataLoader:
     """Rebuild ``loader`` so that each rank reads a disjoint shard (a :class:`DistributedSampler`).
 
     Keeps the batch size, collate function, workers, pinned memory and the loader's generator. Loaders
@@ -96,7 +97,7 @@ def shard_loader(loader: DataLoader, *, shuffle: bool | None = None, seed: int =
     inner = loader.sampler.sampler if batched else loader.sampler  # type: ignore[union-attr]
     if shuffle is None:
         shuffle = not isinstance(inner, SequentialSampler)
-    sampler = DistributedSampler(loader.dataset, num_replicas=info.world_size, rank=info.rank, shuffle=shuffle,
+    sampler: DistributedSampler = DistributedSampler(loader.dataset, num_replicas=info.world_size, rank=info.rank, shuffle=shuffle,
                                  seed=seed, drop_last=drop_last)
     common = dict(num_workers=loader.num_workers, collate_fn=loader.collate_fn, pin_memory=loader.pin_memory,
                   generator=loader.generator, worker_init_fn=loader.worker_init_fn)

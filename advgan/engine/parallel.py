@@ -27,7 +27,7 @@ def wrap(nets: Mapping[str, nn.Module], *, dist: D.DistInfo, device: torch.devic
         for name, net in nets.items():
             was = [q.requires_grad for q in net.parameters()]
             net.requires_grad_(True)  # DDP registers hooks only for parameters that require grad now
-            wrapped[name] = DDP(net, device_ids=ids, find_unused_parameters=find_unused, **D.no_forward_buffer_sync())
+            wrapped[name] = DDP(net, device_ids=ids, find_unused_parameters=find_unused, **D.no_forward_buffer_sync())  # type: ignore[arg-type]
             for q, r in zip(net.parameters(), was):
                 q.requires_grad_(r)
     if compile:

@@ -59,8 +59,10 @@ class GenerativeModel(Trainable):
     nets: dict[str, nn.Module]
     g_ema: nn.Module | None = None
 
+    # Trainable declares game as an attribute; here it is the model itself
     @property
-    def game(self) -> Any:
+    def game(self) -> Any:  # type: ignore[override]
+        """The model is its own game."""
         return self
 
     @property
@@ -86,7 +88,7 @@ class GenerativeModel(Trainable):
                  build: Callable[[Any, dict[str, Any]], M]) -> M:
         """Rebuild a saved model: ``build(config, extra)`` makes it, then the weights (and ``G_ema``) are loaded."""
         meta = modelio.read_model_config(directory, cls.kind)
-        cfg = modelio.config_from_dict(cls._config_class(), meta["config"])
+        cfg: Any = modelio.config_from_dict(cls._config_class(), meta["config"])
         if device is not None:
             cfg = dataclasses.replace(cfg, device=device)
         model = build(cfg, meta.get("extra", {}))

@@ -41,11 +41,10 @@ def save_points(points: torch.Tensor, path: str | Path, *, modes: torch.Tensor |
         pts = torch.cat([pts, torch.zeros_like(pts)], 1)
     fig, ax = plt.subplots(figsize=(4.2, 4.2))
     if real is not None:
-        r = real.detach().float().cpu().reshape(real.shape[0], -1)
-        r = r.numpy()
+        r = real.detach().float().cpu().reshape(real.shape[0], -1).numpy()
         ax.scatter(r[:, 0], r[:, 1] if r.shape[1] > 1 else 0 * r[:, 0], s=2, c="tab:gray", alpha=0.3, label="real")
-    pts = pts.numpy()
-    ax.scatter(pts[:, 0], pts[:, 1], s=2, c="tab:blue", alpha=0.5, label="generated")
+    xy = pts.numpy()
+    ax.scatter(xy[:, 0], xy[:, 1], s=2, c="tab:blue", alpha=0.5, label="generated")
     if modes is not None:
         m = modes.detach().float().cpu().numpy()
         ax.scatter(m[:, 0], m[:, 1], marker="x", c="tab:red", s=30, label="modes")

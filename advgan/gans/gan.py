@@ -7,6 +7,7 @@ generator and mapped back, so ``sample`` always returns data-space values.
 """
 from __future__ import annotations
 
+import typing
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,7 +100,7 @@ class ModeCoverage(Callback):
         from .metrics import mode_coverage
 
         samples = m._sample(2500, m._default_labels(2500), m.config.seed + 1, 2500, trainer.ema_net("G"))
-        cov = mode_coverage(samples, m.modes, m.mode_std)
+        cov: dict[str, Any] = mode_coverage(samples, m.modes, float(m.mode_std or 0.0))
         return {"modes": float(cov["modes_captured"]), "high_quality": float(cov["high_quality"])}
 
 
@@ -107,11 +108,12 @@ class _Generative(GenerativeModel, MinMaxGame):
     """What GAN and ConditionalGAN share: nets, fit, sampling, figures, save/load."""
 
     kind = "gan"
+    config: GANConfig
     config_cls: type = GANConfig
     conditional = False
 
     def __init__(self, config: GANConfig | None = None, data_shape: Sequence[int] = (2,), num_classes: int | None = None) -> None:
-        config = self.config_cls() if config is None else config
+        config = typing.cast(GANConfig, self.config_cls()) if config is None else config
         if not isinstance(config, self.config_cls):
             raise TypeError(f"config must be a {self.config_cls.__name__}, got {type(config).__name__}.")
         self.config = config
@@ -223,8 +225,9 @@ class _Generative(GenerativeModel, MinMaxGame):
             lab = int(item[1])
             if not 0 <= lab < int(self.num_classes or 0):
                 raise ValueError(f"label {lab} is out of range for num_classes={self.num_classes}.")
-        if getattr(ds, "modes", None) is not None:
-            self.modes, self.mode_std = ds.modes, float(ds.std)
+        modes = getattr(ds, "modes", None)
+        if modes is not None:
+            self.modes, self.mode_std = modes, float(getattr(ds, "std"))  # noqa: B009
 
     def fit(self, data: DataLoader | Dataset, epochs: int, out_dir: str | Path | None = None, resume: bool = True) -> History:
         """Train until ``epochs`` epochs in total (resuming from ``out_dir``'s checkpoint when there is one)."""
@@ -340,7 +343,7 @@ class ConditionalGAN(_Generative):
         super().__init__(config, data_shape, num_classes)
 
     def _default_labels(self, n: int) -> torch.Tensor:
-        return torch.arange(n) % int(self.num_classes)
+        return torch.arange(n) % int(self.num_classes or 0)
 
     def sample(self, n: int, labels: torch.Tensor | Sequence[int] | int | None = None, *, seed: int | None = None,
                batch_size: int = 1024) -> torch.Tensor:
@@ -355,7 +358,7 @@ class ConditionalGAN(_Generative):
             if y.dtype.is_floating_point or y.dim() != 1 or y.shape[0] != n:
                 raise ValueError(f"labels must be n={n} integers, got shape {tuple(y.shape)} dtype {y.dtype}.")
             y = y.long()
-        if int(y.min()) < 0 or int(y.max()) >= int(self.num_classes):
+        if int(y.min()) < 0 or int(y.max()) >= int(self.num_classes or 0):
             raise ValueError(f"labels must be in [0, {self.num_classes}), got [{int(y.min())}, {int(y.max())}].")
         return self._sample(n, y.cpu(), seed, batch_size)
 

@@ -73,6 +73,7 @@ class Pix2Pix(GenerativeModel, MinMaxGame):
     """``Pix2Pix(Pix2PixConfig(), in_channels=1, out_channels=1)``; ``fit`` on (x, y) pairs, ``translate(x)``."""
 
     kind = "pix2pix"
+    config: Pix2PixConfig
 
     def __init__(self, config: Pix2PixConfig | None = None, in_channels: int = 1, out_channels: int = 1) -> None:
         config = Pix2PixConfig() if config is None else config
@@ -145,9 +146,10 @@ class Pix2Pix(GenerativeModel, MinMaxGame):
         for name, t in (("x", x), ("y", y)):
             if float(t.min()) < 0 or float(t.max()) > 1:
                 raise ValueError(f"{name} pixels must be in [0, 1], got [{float(t.min()):.3g}, {float(t.max()):.3g}].")
-        if "D" in self.nets and hasattr(self.nets["D"], "min_size") and min(x.shape[-2:]) < self.nets["D"].min_size():
+        min_size = getattr(self.nets.get("D"), "min_size", None)
+        if callable(min_size) and min(x.shape[-2:]) < min_size():
             raise ValueError(f"images of {tuple(x.shape[-2:])} are too small for a PatchGAN with d_layers={self.config.d_layers} "
-                             f"(needs >= {self.nets['D'].min_size()}); lower d_layers.")
+                             f"(needs >= {min_size()}); lower d_layers.")
         return x, y
 
     def fit(self, data: DataLoader | Dataset, epochs: int, out_dir: str | Path | None = None, resume: bool = True) -> History:

@@ -35,7 +35,20 @@ class ClassifierConfig(EngineConfig):
     label_smoothing: Annotated[float, Real(0, 1, closed=(True, False))] = 0.0  #: cross-entropy label smoothing
 
 
-class SupervisedGame(MinMaxGame):
+class ClassifierGame(MinMaxGame):
+    """A one-player game of a Classifier ``C`` whose first batch is checked (pixels, channels, labels)."""
+
+    clf: Classifier
+    _checked: bool = False
+
+    def check_batch(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        """The first batch of a run: pixels in [0, 1] with the classifier's channels, labels in range."""
+        if not self._checked:
+            self.clf.check_input(x)
+            check_labels(y, x.shape[0], self.clf.num_classes)
+
+
+class SupervisedGame(ClassifierGame):
     """One player, the classifier ``C``, trained with cross-entropy (its first batch and logits checked)."""
 
     kind = "classifier-training"
@@ -48,12 +61,6 @@ class SupervisedGame(MinMaxGame):
     def players(self) -> list[Player]:
         c = self.cfg
         return [Player("C", c.lr, 1, c.betas, c.weight_decay, optimizer="adamw")]
-
-    def check_batch(self, x: torch.Tensor, y: torch.Tensor) -> None:
-        """The first batch of a run: pixels in [0, 1] with the classifier's channels, labels in range."""
-        if not self._checked:
-            self.clf.check_input(x)
-            check_labels(y, x.shape[0], self.clf.num_classes)
 
     def loss(self, player: str, nets: Nets, batch: Batch, step: int) -> tuple[torch.Tensor, LossParts]:
         x, y = batch[0], batch[1]

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -39,7 +40,8 @@ def init_weights(net: nn.Module, kind: str = "normal", gain: float = 0.02) -> nn
         return net
     for m in net.modules():
         if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
-            w = m.parametrizations.weight.original if nn.utils.parametrize.is_parametrized(m, "weight") else m.weight
+            mod: Any = m
+            w = mod.parametrizations.weight.original if nn.utils.parametrize.is_parametrized(m, "weight") else mod.weight
             if kind == "normal":
                 nn.init.normal_(w, 0.0, gain)
             elif kind == "xavier":

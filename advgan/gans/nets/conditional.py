@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -97,8 +98,9 @@ class _ProjectionD(nn.Module):
     def __init__(self, body: nn.Module, num_classes: int, spectral_norm: bool) -> None:
         super().__init__()
         self.num_classes = _check_classes(num_classes)
-        self.body = body                                # any net with .features(x) and .head
-        self.embed = nn.Embedding(num_classes, body.feature_dim)
+        self.body: Any = body                           # any net with .features(x) and .head
+        feature_dim: Any = body.feature_dim
+        self.embed = nn.Embedding(num_classes, int(feature_dim))
         nn.init.normal_(self.embed.weight, 0.0, 0.02)
         if spectral_norm:
             apply_spectral_norm(self)
