@@ -47,9 +47,11 @@ def main() -> int:
     ap.add_argument("--no-retrain", action="store_true", help="skip the retrained AdvGAN attackers")
     ap.add_argument("--retrain-for", default=None,
                     help="comma-separated models to retrain an AdvGAN against (default: all; AdvGAN training dominates the cost)")
-    ap.add_argument("--train-size", type=int, default=None, help="fine-tune on this many random training images (default all 4,000; quick 1,000)")
+    ap.add_argument("--train-size", type=int, default=None,
+                    help="fine-tune on this many random training images (default all 4,000; quick 1,000)")
     ap.add_argument("--pgd-steps", type=int, default=10, help="PGD steps of pgd-at / trades / the PGD source during training")
-    ap.add_argument("--tag", default="", help="name this run: results go to defenses_TAG.json and work to WORK/TAG (e.g. a longer --only run)")
+    ap.add_argument("--tag", default="",
+                    help="name this run: results go to defenses_TAG.json and work to WORK/TAG (e.g. a longer --only run)")
     ap.add_argument("--attacker-epochs", type=int, default=None, help="AdvGAN epochs (default 4; quick 1)")
     args = ap.parse_args()
     q = args.quick
@@ -131,7 +133,8 @@ def main() -> int:
     best = max(defended, key=lambda k: defended[k]["robust_acc_pgd"] or 0) if defended else None
     checks = {}
     if "pgd-at" in rows:
-        checks["pgd-at robust >= 80% and clean >= 95%"] = bool(rows["pgd-at"]["robust_acc_pgd"] >= 0.80 and rows["pgd-at"]["clean_acc"] >= 0.95)
+        pgd_at = rows["pgd-at"]
+        checks["pgd-at robust >= 80% and clean >= 95%"] = bool(pgd_at["robust_acc_pgd"] >= 0.80 and pgd_at["clean_acc"] >= 0.95)
     if best and rows[best].get("asr_advgan_retrained") is not None:
         checks[f"retrained AdvGAN ASR <= 10% vs best defense ({best})"] = bool(rows[best]["asr_advgan_retrained"] <= 0.10)
     if "augment(AdvGAN)" in rows and rows["augment(AdvGAN)"].get("epoch_cost_vs_clean") is not None:

@@ -94,7 +94,8 @@ def cgan(args, out: Path, clf, train, test) -> dict:
     res = {"epochs": args.cgan_epochs, "steps": hist.steps[-1]["step"], "seconds": round(secs, 1),
            "generated_class_accuracy": round(float(pred.eq(labels).float().mean()), 4), "per_class_accuracy": per_class,
            "frechet_distance": round(metrics.classifier_frechet_distance(clf, fake, test.images), 3),
-           "frechet_distance_real_train_vs_test": round(metrics.classifier_frechet_distance(clf, train.subset(1000, seed=args.seed).images, test.images), 3)}
+           "frechet_distance_real_train_vs_test": round(metrics.classifier_frechet_distance(
+               clf, train.subset(1000, seed=args.seed).images, test.images), 3)}
     print(f"  cGAN: generated-class accuracy {100 * res['generated_class_accuracy']:.1f} %  FD {res['frechet_distance']:.2f} "
           f"(real train vs test {res['frechet_distance_real_train_vs_test']:.2f})  ({res['steps']} steps, {secs:.0f} s)", flush=True)
     return res

@@ -161,7 +161,8 @@ def main(argv=None) -> int:
             print(f"GPU {torch.cuda.get_device_name(0)}: evaluate PGD-{args.pgd_steps}, {args.gpu_model}, batch {args.gpu_batch_size}")
             print(f"{'amp':>5} {'ch_last':>7} {'attack img/s':>13} {'wall img/s':>11}")
             for r in result["gpu"]:
-                print(f"{str(r['amp']):>5} {str(r['channels_last']):>7} {r['eval_pgd_images_per_s']:>13.0f} {r['wall_images_per_s']:>11.0f}")
+                print(f"{str(r['amp']):>5} {str(r['channels_last']):>7} {r['eval_pgd_images_per_s']:>13.0f} "
+                      f"{r['wall_images_per_s']:>11.0f}")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))

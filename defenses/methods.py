@@ -29,34 +29,13 @@ from attacks.threat import ThreatModel
 METHODS = ("augment", "pgd-at", "fgsm-rs", "trades", "clean")
 
 
-def _pgd_has_keep() -> bool:
-    import inspect
-
-    return "keep" in inspect.signature(PGD.__init__).parameters
-
-
 def pgd_train_examples(model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, *, steps: int,
                        step_size: float, random_start: bool = True) -> torch.Tensor:
-    """Madry's training PGD on cross-entropy: random start, ``steps`` steps, the last iterate (global RNG).
-
-    This is ``PGD(..., keep="last").generate(model, x, y)`` of ``attacks``; until that PGD mode exists
-    (``attacks-core``), the loop below is its implementation."""
-    if _PGD_KEEP and random_start:
-        pgd = PGD(threat.eps, threat.norm, steps=steps, step_size=step_size, random_start=True, keep="last", seed=None)  # type: ignore[call-arg]
-        return pgd.generate(model, x, y)  # type: ignore[attr-defined]
-    return _last_iterate_pgd(model, x, y, threat, steps=steps, step_size=step_size, random_start=random_start)
-
-
-def _last_iterate_pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, *, steps: int,
-                      step_size: float, random_start: bool) -> torch.Tensor:
-    with frozen_eval(model), torch.enable_grad():
-        adv = threat.project(x, x + threat.random_delta(x)) if random_start else x.clone()
-        for _ in range(steps):
-            adv = adv.detach().requires_grad_(True)
-            loss = F.cross_entropy(model(adv).float(), y, reduction="sum")
-            grad = input_gradient(loss, adv)
-            adv = threat.project(x, adv.detach() + step_size * threat.normalize_step(grad))
-    return adv.detach()
+    """Madry's training PGD on cross-entropy: random start, ``steps`` steps, the last iterate (global RNG, so the
+    engine's checkpoints make it resume exactly). It is ``attacks.PGD(..., keep="last")`` on the trusted path."""
+    pgd = PGD(threat.eps, threat.norm, steps=steps, step_size=step_size, random_start=random_start, keep="last", seed=None,
+              bounds=threat.bounds)
+    return pgd.generate(model, x, y)
 
 
 def trades_examples(model: nn.Module, x: torch.Tensor, threat: ThreatModel, *, steps: int, step_size: float) -> torch.Tensor:
@@ -114,6 +93,3 @@ def batch_loss(method: str, net: nn.Module, model: nn.Module, x: torch.Tensor, y
         x_adv = trades_examples(model, x, threat, steps=pgd_steps, step_size=step_size)
         return trades_loss(net, x, x_adv, y, trades_beta)
     raise ValueError(f"unknown method {method!r}; valid methods: {', '.join(METHODS)}.")
-
-
-_PGD_KEEP = _pgd_has_keep()

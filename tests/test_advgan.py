@@ -5,11 +5,11 @@ import json
 
 import pytest
 import torch
+from advgan.generator_attack import GeneratorAttack
 from torch import nn
 
 from advgan import data
 from advgan.attacker import AdvGAN, AdvGANConfig
-from advgan.generator_attack import GeneratorAttack
 from attacks import Classifier, ThreatModel
 from attacks.checkpoint import CheckpointError
 

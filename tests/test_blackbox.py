@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from advgan.blackbox import BlackBox, BlackBoxAdvGAN, distill_labels
 
 from advgan import data
 from advgan.attacker import AdvGAN, AdvGANConfig
-from advgan.blackbox import BlackBox, BlackBoxAdvGAN, distill_labels
 from attacks import ThreatModel
 
 FAST = dict(progress=False, device="cpu", batch_size=32, width=4)

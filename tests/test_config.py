@@ -114,7 +114,8 @@ def test_the_brief_s_examples_are_refused():
                          (ClassifierConfig, {"weight_decay": -1}, r"weight_decay must be a finite number >= 0, got -1"),
                          (ClassifierConfig, {"seed": 2**64}, r"seed must be <= 18446744073709551615"),
                          (FinetuneConfig, {"seed": -1}, r"seed must be >= 0"),
-                         (AdvGANConfig, {"lr_g": float("nan")}, r"lr_g must be a positive learning rate"),  # an overridden default keeps its check
+                         # an overridden default keeps its check:
+                         (AdvGANConfig, {"lr_g": float("nan")}, r"lr_g must be a positive learning rate"),
                          (AdvGANConfig, {"kappa": True}, r"kappa must be a number"),
                          (FinetuneConfig, {"source_weights": (1.0, float("nan"))}, r"source_weights must be")]:
         with pytest.raises((ValueError, TypeError), match=msg):
@@ -164,7 +165,8 @@ def test_generated_flags_carry_help_and_check_values(capsys):
     sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
     for name in ("train-classifier", "train-attacker", "finetune", "gan", "cgan", "pix2pix", "demo"):
         missing = [a.option_strings[0] for a in sub.choices[name]._actions if a.option_strings and not a.help]
-        assert not [m for m in missing if m not in ("-h", "--data-root", "--dataset", "--method", "--norm", "--mode", "--task")], (name, missing)
+        unexplained = [m for m in missing if m not in ("-h", "--data-root", "--dataset", "--method", "--norm", "--mode", "--task")]
+        assert not unexplained, (name, missing)
     p = sub.choices["gan"]
     with pytest.raises(SystemExit):
         p.parse_args(["--out", "x", "--beta1", "1.5"])

@@ -51,7 +51,7 @@ def test_advgan_divergence_keeps_last_good_checkpoint(tmp_path):
     atk = AdvGAN(clf, cfg)
     ckpt = tmp_path / "run" / "checkpoint" / "checkpoint.safetensors"
     seen: dict = {}
-    original = _poison(atk.game, "G", 3, ckpt, seen)
+    _poison(atk.game, "G", 3, ckpt, seen)
     with pytest.warns(UserWarning), pytest.raises(DivergenceError) as e:
         atk.fit(ds, epochs=1, out_dir=tmp_path / "run")
     msg = str(e.value)

@@ -6,10 +6,10 @@ import json
 
 import pytest
 import torch
+from advgan.gan import GAN, ConditionalGAN, ConditionalGANConfig, GANConfig
 
 from advgan import data, metrics
 from advgan.cli import main as cli_main
-from advgan.gan import GAN, ConditionalGAN, ConditionalGANConfig, GANConfig
 from attacks.checkpoint import CheckpointError
 
 TOY = dict(z_dim=2, g_width=64, d_width=64, batch_size=128, progress=False, device="cpu")

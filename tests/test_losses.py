@@ -13,11 +13,11 @@ import math
 
 import pytest
 import torch
+from advgan.gan import batch_loader
 from torch import nn
 
 from advgan import data, losses, metrics
 from advgan.engine import MinMaxGame, MinMaxTrainer, Player, TrainConfig
-from advgan.gan import batch_loader
 
 REAL = torch.tensor([2.0, -1.0])
 FAKE = torch.tensor([0.5, -3.0])

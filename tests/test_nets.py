@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from advgan.nets.patchgan import receptive_field
 from torch import nn
 
 from advgan import nets
-from advgan.nets.patchgan import receptive_field
 
 
 def test_registry():

@@ -5,10 +5,10 @@ import json
 
 import pytest
 import torch
+from advgan.pix2pix import Pix2Pix, Pix2PixConfig
 
 from advgan import losses, pairs
 from advgan.cli import main as cli_main
-from advgan.pix2pix import Pix2Pix, Pix2PixConfig
 
 SMALL = dict(g_width=8, d_width=8, batch_size=32, progress=False, device="cpu")
 

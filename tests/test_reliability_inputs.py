@@ -100,7 +100,8 @@ def test_targeted_attack_target_equal_to_label(clf, batch):
     x, y = batch
     t = y.clone()
     t[1:] = (y[1:] + 1) % 10  # one target equals its label
-    with unchanged(tensors=[x, y, t], models=[clf]), pytest.raises(ValueError, match=r"target equals the true label for 1 of 16.*random_targets"):
+    with unchanged(tensors=[x, y, t], models=[clf]), \
+            pytest.raises(ValueError, match=r"target equals the true label for 1 of 16.*random_targets"):
         PGD(eps=0.3, steps=2)(clf, x, y, target=t)
 
 
@@ -157,8 +158,9 @@ def test_unknown_foolbox_attack_name():
 
 
 def test_unknown_gan_loss_lists_valid():
-    from advgan.attacker import AdvGANConfig
     from advgan.gan import GANConfig
+
+    from advgan.attacker import AdvGANConfig
 
     with pytest.raises(ValueError, match=r"non_saturating.*hinge|hinge.*non_saturating"):
         GANConfig(loss="wgan-foo")
@@ -315,8 +317,9 @@ def test_training_data_with_bad_pixels_or_labels(clf, mnist, tmp_path):
 
 
 def test_conditional_gan_label_out_of_range(tmp_path):
-    from advgan import ConditionalGAN
     from advgan.gan import ConditionalGANConfig
+
+    from advgan import ConditionalGAN
 
     x = torch.rand(16, 1, 28, 28)
     y = torch.full((16,), 12, dtype=torch.long)
@@ -328,8 +331,9 @@ def test_conditional_gan_label_out_of_range(tmp_path):
 
 
 def test_gan_data_of_wrong_shape(tmp_path):
-    from advgan import GAN
     from advgan.gan import GANConfig
+
+    from advgan import GAN
 
     pts = torch.randn(32, 3)
     gan = GAN(GANConfig(g_width=8, d_width=8, z_dim=2, progress=False, device="cpu"), data_shape=(2,))
@@ -436,8 +440,9 @@ def test_checkpoint_truncated(tmp_path, saved, clf):
 
 
 def test_checkpoint_from_another_component(saved, clf, tmp_path):
-    from advgan.attacker import AdvGAN
     from advgan.gan import GAN
+
+    from advgan.attacker import AdvGAN
 
     with unchanged(models=[clf], dirs=[saved]):
         with pytest.raises(CheckpointError, match=r"holds a advgan checkpoint, expected classifier.*wrong directory"):
@@ -512,8 +517,10 @@ def _cli(argv, capsys):
     (["evaluate", "--classifier", "{tmp}/missing", "--out", "{tmp}/o"], r"does not exist"),
     (["evaluate", "--classifier", "{saved}/clf", "--eps", "8", "--attack", "fgsm", "--out", "{tmp}/o"], r"8/255"),
     (["evaluate", "--classifier", "{saved}/clf", "--attack", "pgdd", "--out", "{tmp}/o"], r"pgdd"),
-    (["evaluate", "--classifier", "{saved}/atk", "--attack", "fgsm", "--out", "{tmp}/o"], r"holds a advgan checkpoint, expected classifier"),
-    (["finetune", "--classifier", "{saved}/clf", "--fraction", "1.5", "--out", "{tmp}/o"], r"argument --fraction: expected a number in \[0, 1\]"),
+    (["evaluate", "--classifier", "{saved}/atk", "--attack", "fgsm", "--out", "{tmp}/o"],
+     r"holds a advgan checkpoint, expected classifier"),
+    (["finetune", "--classifier", "{saved}/clf", "--fraction", "1.5", "--out", "{tmp}/o"],
+     r"argument --fraction: expected a number in \[0, 1\]"),
     (["finetune", "--classifier", "{saved}/clf", "--method", "nope", "--out", "{tmp}/o"], r"invalid choice: 'nope'"),
 ])
 def test_cli_impossible_values(argv, msg, capsys, tmp_path, saved):
