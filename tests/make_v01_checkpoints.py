@@ -37,7 +37,7 @@ AdvGAN(clf(), AdvGANConfig(eps=0.3, width=4, **common)).fit(ds, epochs=1, out_di
 
 from defenses import FinetuneConfig, finetune  # noqa: E402
 
-finetune(clf(), ds, FinetuneConfig(method="fgsm-rs", epochs=1, **common), val_loader=ds, out_dir=out / "finetune")
+finetune(clf(), ds, FinetuneConfig(method="clean", overfit_guard=True, epochs=1, **common), val_loader=ds, out_dir=out / "finetune")
 
 from advgan.gan import GAN, GANConfig  # noqa: E402
 
