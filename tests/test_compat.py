@@ -4,6 +4,9 @@ and ``advgan.load`` reads any saved model by its kind.
 ``tests/data/v0_1`` holds one-epoch runs written by advgan 0.1 (commit 1c3890a; ``tests/make_v01_checkpoints.py``
 re-creates them). The current code writes the same first epoch (weights, optimizer state, RNG: the same
 tensors), and resuming either checkpoint for a second epoch gives the same weights, tensor for tensor.
+The fixtures were written on one CPU; another CPU's float kernels (oneDNN picks them per instruction set) can
+differ in the last bits. Where the first epoch is not bit-identical to the fixture, the comparisons fall back to
+a tolerance far below what a wrong resume gives (a lost optimizer state or RNG changes weights by ~1e-2).
 (The runs are one epoch, then resumed to two: the LR schedule of a run depends on its total length.)
 """
 from __future__ import annotations
@@ -69,16 +72,30 @@ def _resume(tmp_path, name):
     return d
 
 
-def _same_checkpoint(old: Path, new: Path) -> None:
-    """The 0.1 checkpoint and the current one of the same run hold the same tensors (the current one adds callbacks')."""
+def _same_checkpoint(old: Path, new: Path) -> bool:
+    """The 0.1 checkpoint and the current one of the same run hold the same tensors (the current one adds callbacks').
+
+    Returns whether they are bit-identical (else they agree within the cross-CPU tolerance)."""
     a = load_tensors(old)
     b = {k: v for k, v in load_tensors(new).items() if not k.startswith("cb.")}
-    _same(a, b)
+    exact = _bitwise(a, b)
+    _same(a, b, exact=exact)
+    return exact
 
 
-def _same(a: dict, b: dict) -> None:
+def _bitwise(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def _same(a: dict, b: dict, *, exact: bool = True) -> None:
     assert a.keys() == b.keys() and a
-    assert not [k for k in a if not torch.equal(a[k], b[k])]
+    if exact:
+        assert not [k for k in a if not torch.equal(a[k], b[k])]
+        return
+    # integer tensors (RNG states, step counters, loader generators) must match exactly on any CPU
+    assert not [k for k in a if not a[k].is_floating_point() and not torch.equal(a[k], b[k])]
+    far = [k for k in a if a[k].is_floating_point() and not torch.allclose(a[k], b[k], rtol=1e-3, atol=1e-4)]
+    assert not far, f"tensors differ beyond the cross-CPU tolerance: {far[:5]}"
 
 
 def test_v01_classifier_checkpoint_resumes_bit_identical(ds, tmp_path):
@@ -87,11 +104,11 @@ def test_v01_classifier_checkpoint_resumes_bit_identical(ds, tmp_path):
     d = _resume(tmp_path, "classifier")
     now = tmp_path / "now"
     train_classifier(_clf(), ds, epochs=1, out_dir=now, **COMMON)
-    _same_checkpoint(d / "checkpoint" / "checkpoint.safetensors", now / "checkpoint" / "checkpoint.safetensors")
+    exact = _same_checkpoint(d / "checkpoint" / "checkpoint.safetensors", now / "checkpoint" / "checkpoint.safetensors")
     resumed, hist = train_classifier(_clf(), ds, epochs=2, out_dir=d, **COMMON)
     again, _ = train_classifier(_clf(), ds, epochs=2, out_dir=now, **COMMON)
     assert hist.steps[0]["step"] == 1 and hist.steps[-1]["step"] == 6  # epoch 1 (0.1) + epoch 2 (now)
-    _same(resumed.state_dict(), again.state_dict())
+    _same(resumed.state_dict(), again.state_dict(), exact=exact)
 
 
 def test_v01_advgan_checkpoint_resumes_bit_identical(ds, tmp_path):
@@ -101,10 +118,10 @@ def test_v01_advgan_checkpoint_resumes_bit_identical(ds, tmp_path):
     d, now = _resume(tmp_path, "advgan"), tmp_path / "now"
     with pytest.warns(UserWarning, match="is it trained"):
         AdvGAN(_clf(), cfg).fit(ds, epochs=1, out_dir=now)
-        _same_checkpoint(d / "checkpoint" / "checkpoint.safetensors", now / "checkpoint" / "checkpoint.safetensors")
+        exact = _same_checkpoint(d / "checkpoint" / "checkpoint.safetensors", now / "checkpoint" / "checkpoint.safetensors")
         AdvGAN(_clf(), cfg).fit(ds, epochs=2, out_dir=d)
         AdvGAN(_clf(), cfg).fit(ds, epochs=2, out_dir=now)
-    _same(load_tensors(d / "weights.safetensors"), load_tensors(now / "weights.safetensors"))
+    _same(load_tensors(d / "weights.safetensors"), load_tensors(now / "weights.safetensors"), exact=exact)
 
 
 def test_v01_finetune_checkpoint_resumes_bit_identical(ds, tmp_path):
@@ -115,12 +132,12 @@ def test_v01_finetune_checkpoint_resumes_bit_identical(ds, tmp_path):
     cfg = FinetuneConfig(method="clean", overfit_guard=True, epochs=2, **COMMON)
     d, now = _resume(tmp_path, "finetune"), tmp_path / "now"
     finetune(_clf(), ds, replace(cfg, epochs=1), val_loader=ds, out_dir=now)
-    _same_checkpoint(d / "checkpoint" / "checkpoint.safetensors", now / "checkpoint" / "checkpoint.safetensors")
+    exact = _same_checkpoint(d / "checkpoint" / "checkpoint.safetensors", now / "checkpoint" / "checkpoint.safetensors")
     resumed, hist = finetune(_clf(), ds, cfg, val_loader=ds, out_dir=d)      # the 0.1 run: guard and best from its history
     straight, ref = finetune(_clf(), ds, cfg, val_loader=ds, out_dir=now)
     assert [e["epoch"] for e in hist.epochs] == [1, 2] and all("guard_robust_acc" in e for e in hist.epochs)
     assert [e.get("best") for e in hist.epochs] == [e.get("best") for e in ref.epochs]  # best epoch chosen alike
-    _same(resumed.state_dict(), straight.state_dict())
+    _same(resumed.state_dict(), straight.state_dict(), exact=exact)
 
 
 def test_v01_gan_checkpoint_resumes_bit_identical(tmp_path):
@@ -130,13 +147,14 @@ def test_v01_gan_checkpoint_resumes_bit_identical(tmp_path):
     cfg = GANConfig(z_dim=2, g_width=16, d_width=16, ema_decay=0.9, **COMMON)
     d, now = _resume(tmp_path, "gan"), tmp_path / "now"
     GAN(cfg, (2,)).fit(pts, 1, out_dir=now)
-    _same_checkpoint(d / "checkpoint.safetensors", now / "checkpoint.safetensors")
+    exact = _same_checkpoint(d / "checkpoint.safetensors", now / "checkpoint.safetensors")
     a, b = GAN(cfg, (2,)), GAN(cfg, (2,))
     a.fit(pts, 2, out_dir=d)
     b.fit(pts, 2, out_dir=now)
     _same({k: v for n in a.nets for k, v in a.nets[n].state_dict().items()},
-          {k: v for n in b.nets for k, v in b.nets[n].state_dict().items()})
-    assert torch.equal(a.sample(8, seed=0), b.sample(8, seed=0))  # the EMA generator too
+          {k: v for n in b.nets for k, v in b.nets[n].state_dict().items()}, exact=exact)
+    sa, sb = a.sample(8, seed=0), b.sample(8, seed=0)             # the EMA generator too
+    assert torch.equal(sa, sb) if exact else torch.allclose(sa, sb, rtol=1e-3, atol=1e-4)
 
 
 def test_v01_checkpoint_with_other_settings_is_refused_naming_the_field(ds, tmp_path):
