@@ -3,6 +3,7 @@
 Knows nothing of GANs. Everything here works on pixels in [0, 1].
 """
 from .apgd import APGD, APGDCE, APGDDLR, APGDT
+from .autoattack import AutoAttack
 from .base import (
     Attack,
     AttackLike,
@@ -35,7 +36,7 @@ __all__ = [
     "Attack", "AttackLike", "AttackTraits", "CheckpointError", "Classifier", "ThreatModel",
     "attack_loss", "available_attacks", "builtin_models", "create_module", "cw_margin", "flat_norm",
     "frozen_eval", "is_adversarial", "make_attack", "random_targets", "register_attack", "register_model", "traits_of",
-    "FGSM", "PGD", "APGD", "APGDCE", "APGDDLR", "APGDT", "CW", "RandomNoise", "FoolboxAttack", "foolbox_attack_names", "AttackResult", "Report",
+    "FGSM", "PGD", "APGD", "APGDCE", "APGDDLR", "APGDT", "AutoAttack", "CW", "RandomNoise", "FoolboxAttack", "foolbox_attack_names", "AttackResult", "Report",
     "evaluate", "Measurement", "measure", "attack_grid", "image_grid", "plot_eps_curves", "ssim",
     "TransferResult", "transfer",
 ]

@@ -284,7 +284,8 @@ class APGDT(APGD):
     """APGD-T: targeted APGD towards each of the ``n_target_classes`` highest-scoring other classes in turn.
 
     Called without ``target=`` it is an untargeted attack (success = misclassified), as in AutoAttack;
-    with ``target=`` it attacks those targets (success = classified as the target).
+    with ``target=`` it attacks those targets (success = classified as the target; to hit given targets,
+    ``APGD(loss="ce")`` with ``target=`` is stronger, the targeted DLR loss aims at misclassification).
     ``target_batch`` target classes run side by side as one batch (more parallel work per forward on a
     GPU; inputs fooled by one of them still finish the others of that batch).
     """
