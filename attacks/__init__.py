@@ -19,6 +19,7 @@ from .checkpoint import CheckpointError
 from .classifier import Classifier
 from .cw import CW
 from .evaluate import evaluate
+from .fab import FAB, FABT
 from .fgsm import FGSM
 from .foolbox_bridge import FoolboxAttack, foolbox_attack_names
 from .losses import attack_loss, cw_margin, is_adversarial
@@ -28,6 +29,7 @@ from .noise import RandomNoise
 from .pgd import PGD
 from .plots import attack_grid, image_grid, plot_eps_curves
 from .report import AttackResult, Report
+from .square import Square
 from .ssim import ssim
 from .threat import ThreatModel, flat_norm
 from .transfer import TransferResult, transfer
@@ -40,6 +42,7 @@ __all__ = [
     "evaluate", "Measurement", "measure", "attack_grid", "image_grid", "plot_eps_curves", "ssim",
     "TransferResult", "transfer",
 ]
+__all__ += ["FAB", "FABT", "Square"]
 
 from .corruptions import CORRUPTION_FAMILIES, CORRUPTIONS, Corruption, corrupt, corruption_names  # noqa: E402
 
