@@ -38,7 +38,8 @@ __all__ = [
     "Attack", "AttackLike", "AttackTraits", "CheckpointError", "Classifier", "ThreatModel",
     "attack_loss", "available_attacks", "builtin_models", "create_module", "cw_margin", "flat_norm",
     "frozen_eval", "is_adversarial", "make_attack", "random_targets", "register_attack", "register_model", "traits_of",
-    "FGSM", "PGD", "APGD", "APGDCE", "APGDDLR", "APGDT", "AutoAttack", "CW", "RandomNoise", "FoolboxAttack", "foolbox_attack_names", "AttackResult", "Report",
+    "FGSM", "PGD", "APGD", "APGDCE", "APGDDLR", "APGDT", "AutoAttack",
+    "CW", "RandomNoise", "FoolboxAttack", "foolbox_attack_names", "AttackResult", "Report",
     "evaluate", "Measurement", "measure", "attack_grid", "image_grid", "plot_eps_curves", "ssim",
     "TransferResult", "transfer",
 ]

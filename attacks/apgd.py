@@ -72,8 +72,11 @@ class _Rows:
     fooled: torch.Tensor
 
     def select(self, keep: torch.Tensor) -> _Rows:
-        vals = {f.name: getattr(self, f.name) for f in fields(self)}
-        return _Rows(**{k: None if v is None else v[keep] for k, v in vals.items()})
+        vals: dict[str, Any] = {}
+        for f in fields(self):
+            v = getattr(self, f.name)
+            vals[f.name] = None if v is None else v[keep]
+        return _Rows(**vals)
 
 
 class APGD(Attack):
