@@ -8,7 +8,8 @@ from typing import Any
 from .common import add_device, add_seed, positive_float, positive_int
 
 NAME = "evaluate"
-HELP = "attack a saved classifier (pgd, fgsm, cw, noise, foolbox:NAME, advgan:DIR) and write a robustness report"
+HELP = ("attack a saved classifier (pgd, fgsm, cw, noise, autoattack, apgd-ce, apgd-t, fab-t, square, foolbox:NAME, "
+        "advgan:DIR) and write a robustness report")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -16,7 +17,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", default="mnist5k", help="dataset name (its test split is attacked)")
     p.add_argument("--data-root", default=None, help="root folder for torchvision datasets / imagefolder")
     p.add_argument("--attack", action="append", default=None, metavar="SPEC",
-                   help="repeatable: pgd, fgsm, cw, noise, foolbox:<AttackName> (e.g. foolbox:LinfPGD), advgan:<DIR>")
+                   help="repeatable: pgd, fgsm, cw, noise, autoattack (or autoattack:plus / :rand), apgd-ce, apgd-dlr, apgd-t, "
+                        "fab-t, square, foolbox:<AttackName> (e.g. foolbox:LinfPGD), advgan:<DIR>")
     p.add_argument("--eps", type=positive_float, default=0.3, help="budget in pixel units ([0, 1] images)")
     p.add_argument("--norm", choices=("linf", "l2"), default="linf")
     p.add_argument("--eps-sweep", type=positive_float, nargs="+", default=None, metavar="EPS",
@@ -65,7 +67,10 @@ def build_attack(spec: str, clf, *, eps: float, norm: str, steps: int, seed: int
         return CW(eps, norm, steps=steps)
     if spec == "noise":
         return RandomNoise(eps, norm, seed=seed)
-    return make_attack(spec, eps=eps, norm=norm)
+    attack = make_attack(spec, eps=eps, norm=norm)  # apgd-ce, apgd-t, autoattack[:version], fab-t, square, ...
+    if "seed" in inspect.signature(type(attack)).parameters:
+        attack = make_attack(spec, eps=eps, norm=norm, seed=seed)
+    return attack
 
 
 def _name(spec: str, taken: dict) -> str:
