@@ -197,7 +197,7 @@ class FAB(Attack):
                  best_adv: torch.Tensor, best_norm: torch.Tensor) -> None:
         lo, hi = self.threat.bounds
         for _ in range(self.steps):
-            w, fdiff = self._linearize(model, xi, y, target)
+            w, fdiff = self._linearize(model, xi, y, target, against_rival=not untargeted_success)
             flat_i, flat_0 = xi.flatten(1), x0.flatten(1)
             d_i = project_hyperplane_box(flat_i, w, -fdiff, (lo, hi), self.norm)
             r0 = -(fdiff + (w * (flat_0 - flat_i)).sum(1))
@@ -221,13 +221,17 @@ class FAB(Attack):
                 idx, x0, y, xi = idx[keep], x0[keep], y[keep], xi[keep]
                 target = None if target is None else target[keep]
 
-    def _linearize(self, model: nn.Module, xi: torch.Tensor, y: torch.Tensor,
-                   target: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    def _linearize(self, model: nn.Module, xi: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None, *,
+                   against_rival: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """The boundary hyperplane at xi: ``w = grad(f_l - f_y)`` (flat) and ``f_l - f_y``, l the target or the
-        class whose linearised boundary is closest."""
+        class whose linearised boundary is closest. ``against_rival`` (a call with ``target=``, where success
+        means being classified as the target): the boundary of the target against the strongest other
+        class at xi instead of y (the same while xi is still classified as y)."""
         with torch.enable_grad():
             z = xi.detach().requires_grad_(True)
             logits = model(z).float()
+            if target is not None and against_rival:
+                y = logits.detach().scatter(1, target[:, None], float("-inf")).argmax(1)
             own = logits.gather(1, y[:, None])[:, 0]
             if target is not None:
                 diff = logits.gather(1, target[:, None])[:, 0] - own

@@ -72,12 +72,13 @@ class Square(Attack):
 
     Args:
         eps: budget in pixel units; norm: ``"linf"`` or ``"l2"``.
-        queries: model evaluations per input and restart (the initial point included).
+        queries: the search's model evaluations per input and restart, its initial point included (one
+            more evaluation of the clean input tells which inputs are misclassified already).
         p_init: fraction of pixels the first windows cover (the paper: 0.05 (L-inf ImageNet) to 0.8 (MNIST)).
         restarts: independent runs on the inputs still robust.
         seed: seeds the random search (``None``: global RNG).
 
-    After a call, ``last_queries`` holds the model evaluations spent per input.
+    After a call, ``last_queries`` holds the model evaluations spent per input (the clean one included).
     """
 
     name = "square"
