@@ -11,6 +11,7 @@ they repeat at the edge ``| a b c d |``:
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -73,7 +74,9 @@ def pad2d(x: torch.Tensor, ph: int, pw: int, mode: str) -> torch.Tensor:
     return x
 
 
-def gaussian_taps(sigma: float, truncate: float = 4.0, *, device=None, dtype=torch.float32) -> torch.Tensor:
+def gaussian_taps(
+    sigma: float, truncate: float = 4.0, *, device: torch.device | str | None = None, dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
     """Normalised 1-D Gaussian of radius ``int(truncate * sigma + 0.5)`` (the scipy/skimage convention)."""
     radius = int(truncate * float(sigma) + 0.5)
     t = torch.arange(-radius, radius + 1, dtype=torch.float64)  # built on the CPU, then moved
@@ -137,11 +140,13 @@ def correlate(x: torch.Tensor, kernel: torch.Tensor, mode: str) -> torch.Tensor:
     kf = torch.roll(kf, shifts=(-r, -r), dims=(-2, -1))
     spec = torch.fft.rfft2(xp, s=size)
     spec *= torch.fft.rfft2(kf).unsqueeze(1)
-    out = torch.fft.irfft2(spec, s=size)
+    out: torch.Tensor = torch.fft.irfft2(spec, s=size)
     return out[..., r : r + h, r : r + w].contiguous()
 
 
-def line_taps(radius: int, sigma: float, angles: torch.Tensor, h: int, w: int):
+def line_taps(
+    radius: int, sigma: float, angles: torch.Tensor, h: int, w: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per-image motion taps: integer offsets ``oy, ox`` (N, 2R+1) and weights (N, 2R+1).
 
     Tap i (i = 0 .. 2*radius) samples the pixel ``round(i * (sin a, cos a))`` away along the line at
@@ -218,20 +223,20 @@ def luma(x: torch.Tensor) -> torch.Tensor:
     return (x * wts).sum(1, keepdim=True)
 
 
-def via_rgb(x: torch.Tensor, fn) -> torch.Tensor:
+def via_rgb(x: torch.Tensor, fn: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
     """Apply an RGB-defined ``fn`` to 1-channel images as gray RGB and read the result back as luma."""
     if x.shape[1] == 3:
         return fn(x)
     return luma(fn(x.expand(-1, 3, -1, -1)))
 
 
-def uniform(shape, lo: float, hi: float, gen: torch.Generator, like: torch.Tensor) -> torch.Tensor:
+def uniform(shape: Sequence[int], lo: float, hi: float, gen: torch.Generator, like: torch.Tensor) -> torch.Tensor:
     """Uniform samples in [lo, hi) from ``gen`` on ``like``'s device and dtype."""
     u = torch.rand(shape, generator=gen, device=like.device, dtype=like.dtype)
     return u.mul_(hi - lo).add_(lo)
 
 
-def normal(shape, mean: float, std: float, gen: torch.Generator, like: torch.Tensor) -> torch.Tensor:
+def normal(shape: Sequence[int], mean: float, std: float, gen: torch.Generator, like: torch.Tensor) -> torch.Tensor:
     """Gaussian samples from ``gen`` on ``like``'s device and dtype."""
     z = torch.randn(shape, generator=gen, device=like.device, dtype=like.dtype)
     return z.mul_(std).add_(mean)

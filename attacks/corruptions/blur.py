@@ -27,7 +27,9 @@ ZOOM = ((1.0, 0.01, 12), (1.0, 0.01, 16), (1.0, 0.02, 11), (1.0, 0.02, 13), (1.0
 GAUSSIAN_SIGMA = (1, 2, 3, 4, 6)
 
 
-def disk_kernel(radius: float, alias_sigma: float, *, device=None, dtype=torch.float32) -> torch.Tensor:
+def disk_kernel(
+    radius: float, alias_sigma: float, *, device: torch.device | str | None = None, dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
     """A normalised disk of ``radius`` on a grid of at least 17 x 17, softened by a small Gaussian."""
     half = 8 if radius <= 8 else math.ceil(radius)
     t = torch.arange(-half, half + 1, dtype=torch.float64)  # built on the CPU, then moved

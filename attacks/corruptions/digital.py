@@ -43,7 +43,7 @@ def elastic_transform(x: torch.Tensor, severity: int, gen: torch.Generator) -> t
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
 
 
-def box_weights(n_in: int, n_out: int, *, device=None, dtype=torch.float32) -> torch.Tensor:
+def box_weights(n_in: int, n_out: int, *, device: torch.device | str | None = None, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """(n_out, n_in) box-filter downsampling matrix: each output averages the inputs whose centres fall in its cell."""
     scale = n_in / n_out
     centre = (torch.arange(n_out, dtype=torch.float64) + 0.5) * scale  # built on the CPU, then moved
@@ -53,7 +53,7 @@ def box_weights(n_in: int, n_out: int, *, device=None, dtype=torch.float32) -> t
     return (wts / wts.sum(1, keepdim=True).clamp_min(1)).to(device=device, dtype=dtype)
 
 
-def nearest_index(n_in: int, n_out: int, *, device=None) -> torch.Tensor:
+def nearest_index(n_in: int, n_out: int, *, device: torch.device | str | None = None) -> torch.Tensor:
     """Source index of each output pixel for nearest-neighbour resizing (pixel centres mapped)."""
     idx = ((torch.arange(n_out, dtype=torch.float64) + 0.5) * (n_in / n_out)).floor().long()
     return idx.clamp_(0, n_in - 1).to(device)

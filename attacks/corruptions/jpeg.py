@@ -32,14 +32,16 @@ _CHROMA_TABLE = (
 )  # fmt: skip
 
 
-def quant_table(base: tuple[int, ...], quality: int, *, device=None, dtype=torch.float32) -> torch.Tensor:
+def quant_table(
+    base: tuple[int, ...], quality: int, *, device: torch.device | str | None = None, dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
     """An 8 x 8 quantisation table for ``quality`` (libjpeg's integer scaling, baseline range 1..255)."""
     scale = 5000 // quality if quality < 50 else 200 - 2 * quality
     table = [min(255, max(1, (b * scale + 50) // 100)) for b in base]
     return torch.tensor(table, device=device, dtype=dtype).view(8, 8)
 
 
-def dct_matrix(*, device=None, dtype=torch.float32) -> torch.Tensor:
+def dct_matrix(*, device: torch.device | str | None = None, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """Orthonormal 8-point DCT-II matrix D (coefficients = D @ block @ D.T)."""
     k = torch.arange(8, dtype=torch.float64).view(8, 1)
     n = torch.arange(8, dtype=torch.float64).view(1, 8)
