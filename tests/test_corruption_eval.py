@@ -9,7 +9,7 @@ import torch
 from test_attacks import assert_same_state, snapshot
 from torch.utils.data import DataLoader, TensorDataset
 
-from attacks import FGSM, CORRUPTIONS, Report, corrupt, evaluate
+from attacks import CORRUPTIONS, FGSM, Report, corrupt, evaluate
 from attacks.corruption_results import CorruptionResults, corruption_error
 
 
