@@ -26,7 +26,7 @@ from torch import nn
 from attacks.checks import check_images
 from attacks.corruptions import corrupt, corruption_names
 
-from .augmix_ops import OPS
+from .augmix_ops import MAPS, OPS, affine
 
 
 def _int(value: object, name: str, lo: int, hi: int | None = None) -> int:
@@ -95,11 +95,22 @@ class AugMix:
                 cur = work.clone()
                 for d in range(max_depth):
                     active = d < depth[c]
+                    geo = torch.zeros(n, dtype=torch.bool)
+                    maps = torch.zeros(n, 2, 3, dtype=torch.float64)
                     for k, (kind, name) in enumerate(self.pool):
                         sel = ((op[c, d] == k) & active).nonzero().flatten()
-                        if sel.numel():
-                            cur[sel.to(x.device)] = self._apply(kind, name, cur[sel.to(x.device)], level[c, d, sel],
-                                                                sign[c, d, sel], int(seeds[c, d, k]))
+                        if not sel.numel():
+                            continue
+                        if kind == "op" and name in MAPS:  # geometric: collected, resampled together below
+                            geo[sel] = True
+                            maps[sel] = MAPS[name](level[c, d, sel], sign[c, d, sel], x.shape[2], x.shape[3])
+                            continue
+                        cur[sel.to(x.device)] = self._apply(kind, name, cur[sel.to(x.device)], level[c, d, sel],
+                                                            sign[c, d, sel], int(seeds[c, d, k]))
+                    g = geo.nonzero().flatten()
+                    if g.numel():
+                        gd = g.to(x.device)
+                        cur[gd] = affine(cur[gd], maps[g].to(x.device))
                 mix += w[:, c].to(work).view(-1, 1, 1, 1) * cur
             mm = m.to(work).view(-1, 1, 1, 1)
             out = (mm * work + (1 - mm) * mix).clamp_(0, 1)

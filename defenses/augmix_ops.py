@@ -60,7 +60,7 @@ def solarize(x: torch.Tensor, level: torch.Tensor, sign: torch.Tensor) -> torch.
     return torch.where(q >= thr, 255 - q, q).to(x.dtype) / 255
 
 
-def _affine(x: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+def affine(x: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
     """Resample with per-image pixel-space maps ``a`` (N, 2, 3): input (col, row) = a @ (col, row, 1)."""
     n, _, h, w = x.shape
     dt = torch.float64
@@ -75,46 +75,62 @@ def _maps(n: int, device: torch.device) -> torch.Tensor:
     return torch.eye(2, 3, dtype=torch.float64, device=device).repeat(n, 1, 1)
 
 
-def rotate(x: torch.Tensor, level: torch.Tensor, sign: torch.Tensor) -> torch.Tensor:
-    """Rotate about the centre by ``sign * int(level * 30 / 10)`` degrees."""
-    _, _, h, w = x.shape
-    deg = (level * 30 / 10).long().to(torch.float64) * sign.to(torch.float64)
-    t = torch.deg2rad(deg)
+def rotate_map(level: torch.Tensor, sign: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """Rotation about the centre by ``sign * int(level * 30 / 10)`` degrees."""
+    t = torch.deg2rad((level * 30 / 10).long().to(torch.float64) * sign.to(torch.float64))
     cos, sin = torch.cos(t), torch.sin(t)
     cx, cy = (w - 1) / 2, (h - 1) / 2
-    a = _maps(x.shape[0], x.device)
+    a = _maps(level.shape[0], level.device)
     a[:, 0, 0], a[:, 0, 1], a[:, 1, 0], a[:, 1, 1] = cos, -sin, sin, cos
     a[:, 0, 2] = cx - cos * cx + sin * cy
     a[:, 1, 2] = cy - sin * cx - cos * cy
-    return _affine(x, a)
+    return a
 
 
-def shear_x(x: torch.Tensor, level: torch.Tensor, sign: torch.Tensor) -> torch.Tensor:
+def shear_x_map(level: torch.Tensor, sign: torch.Tensor, h: int, w: int) -> torch.Tensor:
     """Shear along x by ``sign * level * 0.3 / 10`` (PIL's (1, s, 0, 0, 1, 0) map)."""
-    a = _maps(x.shape[0], x.device)
+    a = _maps(level.shape[0], level.device)
     a[:, 0, 1] = (level * 0.3 / 10).to(torch.float64) * sign.to(torch.float64)
-    return _affine(x, a)
+    return a
 
 
-def shear_y(x: torch.Tensor, level: torch.Tensor, sign: torch.Tensor) -> torch.Tensor:
+def shear_y_map(level: torch.Tensor, sign: torch.Tensor, h: int, w: int) -> torch.Tensor:
     """Shear along y by ``sign * level * 0.3 / 10``."""
-    a = _maps(x.shape[0], x.device)
+    a = _maps(level.shape[0], level.device)
     a[:, 1, 0] = (level * 0.3 / 10).to(torch.float64) * sign.to(torch.float64)
-    return _affine(x, a)
+    return a
 
 
-def translate_x(x: torch.Tensor, level: torch.Tensor, sign: torch.Tensor) -> torch.Tensor:
+def translate_x_map(level: torch.Tensor, sign: torch.Tensor, h: int, w: int) -> torch.Tensor:
     """Shift along x by ``sign * int(level * (W / 3) / 10)`` pixels."""
-    a = _maps(x.shape[0], x.device)
-    a[:, 0, 2] = (level * (x.shape[3] / 3) / 10).long().to(torch.float64) * sign.to(torch.float64)
-    return _affine(x, a)
+    a = _maps(level.shape[0], level.device)
+    a[:, 0, 2] = (level * (w / 3) / 10).long().to(torch.float64) * sign.to(torch.float64)
+    return a
 
 
-def translate_y(x: torch.Tensor, level: torch.Tensor, sign: torch.Tensor) -> torch.Tensor:
+def translate_y_map(level: torch.Tensor, sign: torch.Tensor, h: int, w: int) -> torch.Tensor:
     """Shift along y by ``sign * int(level * (H / 3) / 10)`` pixels."""
-    a = _maps(x.shape[0], x.device)
-    a[:, 1, 2] = (level * (x.shape[2] / 3) / 10).long().to(torch.float64) * sign.to(torch.float64)
-    return _affine(x, a)
+    a = _maps(level.shape[0], level.device)
+    a[:, 1, 2] = (level * (h / 3) / 10).long().to(torch.float64) * sign.to(torch.float64)
+    return a
+
+
+MapFn = Callable[[torch.Tensor, torch.Tensor, int, int], torch.Tensor]
+#: the geometric operations as per-image pixel maps: several of them resample in one ``grid_sample``
+MAPS: dict[str, MapFn] = {"rotate": rotate_map, "shear_x": shear_x_map, "shear_y": shear_y_map,
+                          "translate_x": translate_x_map, "translate_y": translate_y_map}
+
+
+def geometric(name: str) -> Op:
+    """The operation ``x -> resample(x, MAPS[name])``."""
+    def op(x: torch.Tensor, level: torch.Tensor, sign: torch.Tensor) -> torch.Tensor:
+        return affine(x, MAPS[name](level.to(x.device), sign.to(x.device), x.shape[2], x.shape[3]))
+    op.__name__ = name
+    return op
+
+
+rotate, shear_x, shear_y = geometric("rotate"), geometric("shear_x"), geometric("shear_y")
+translate_x, translate_y = geometric("translate_x"), geometric("translate_y")
 
 
 #: the paper's operations, by name
@@ -123,4 +139,4 @@ OPS: dict[str, Op] = {
     "rotate": rotate, "shear_x": shear_x, "shear_y": shear_y, "translate_x": translate_x, "translate_y": translate_y,
 }
 
-__all__ = ["OPS", "Op", *OPS]
+__all__ = ["MAPS", "OPS", "Op", "affine", "geometric", *OPS]

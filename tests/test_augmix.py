@@ -89,7 +89,7 @@ def test_finetune_augmix(mnist):
     train, test = mnist
     torch.manual_seed(0)
     clf = Classifier.create("tiny_cnn", 10, in_chans=1)
-    sub = TensorDataset(train.images[:128], train.labels[:128])
+    sub = TensorDataset(train.images[:64], train.labels[:64])
     robust, hist = finetune(clf, sub, method="augmix", epochs=1, batch_size=64, progress=False)
     assert len(hist.epochs) == 1 and hist.epochs[0]["train_seconds"] > 0
     assert any(not torch.equal(u, v) for u, v in zip(robust.state_dict().values(), clf.state_dict().values()))
