@@ -8,8 +8,17 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 from attacks import PGD, Classifier, corrupt
-from defenses import (AdversarialAugmentation, AugMix, CorruptionSource, FinetuneConfig, augmix_loss, before_after,
-                      finetune, jensen_shannon, parse_sources)
+from defenses import (
+    AdversarialAugmentation,
+    AugMix,
+    CorruptionSource,
+    FinetuneConfig,
+    augmix_loss,
+    before_after,
+    finetune,
+    jensen_shannon,
+    parse_sources,
+)
 from defenses.augmix_ops import OPS, posterize, solarize, translate_x
 
 
