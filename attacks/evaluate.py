@@ -18,6 +18,8 @@ from torch import nn
 from .base import frozen_eval
 from .checks import resolve_device
 from .classifier import num_classes_of
+from .corruption_results import plan_corruptions
+from .corruptions import SEVERITIES
 from .eval_loop import run_evaluation
 from .eval_plan import EvalOptions, plan_attacks
 from .report import Report
@@ -45,8 +47,10 @@ def _length(loader: Iterable[Any]) -> int | None:
 def evaluate(
     model: nn.Module,
     loader: Iterable[Any],
-    attacks: Mapping[str, Any],
+    attacks: Mapping[str, Any] | None = None,
     *,
+    corruptions: str | Sequence[str] | None = None,
+    severities: Sequence[int] = SEVERITIES,
     epsilons: Sequence[float] | Mapping[str, Sequence[float]] | None = None,
     device: str | torch.device | None = None,
     amp: bool = False,
@@ -60,13 +64,20 @@ def evaluate(
     crosscheck_foolbox: bool = False,
 ) -> Report:
     """Clean accuracy, the worst case over all attacks and, per attack and budget, success rate, robust
-    accuracy, norms, SSIM and speed.
+    accuracy, norms, SSIM and speed; with ``corruptions``, accuracy under natural corruptions.
 
     Args:
         model: the classifier (pixels in [0, 1] -> logits), e.g. an ``attacks.Classifier``.
         loader: iterable of ``(images, labels)`` batches.
         attacks: ``{name: Attack}`` (or any callable ``f(model, x, y, target=None)`` with ``eps`` and
-            ``norm``); each runs at its own eps and at every eps of ``epsilons``.
+            ``norm``); each runs at its own eps and at every eps of ``epsilons``. May be empty (``{}`` or
+            None) when ``corruptions`` is given.
+        corruptions: ``"all"`` (the 19 of ImageNet-C), ``"common"`` (its 15 benchmark ones), a family
+            (``"noise"``, ``"blur"``, ``"weather"``, ``"digital"``, ``"extra"``) or a list of names
+            (``attacks.CORRUPTIONS``): ``report.corruptions[name][severity]`` is the accuracy,
+            ``report.mean_corruption_accuracy`` their mean, ``report.corruption_error(baseline_report)``
+            ImageNet-C's mCE against another model. One ``corrupt()`` and one forward pass per batch and cell.
+        severities: the severities (1..5) every corruption is evaluated at.
         epsilons: budgets to sweep: a list for every attack or ``{name: list}``.
         device: where to run (default: the model's device); the model is moved back afterwards.
         amp: autocast (float16 on CUDA, bfloat16 on CPU) for forward passes and attacks.
@@ -92,7 +103,8 @@ def evaluate(
     Targets and the global RNG are seeded per batch (``seed`` and the batch index).
     """
     _check_options(model, seed, max_batches, grid_images)
-    plan = plan_attacks(attacks, epsilons, targeted, sanity_checks)
+    cplan = plan_corruptions(corruptions, severities)
+    plan = plan_attacks(attacks, epsilons, targeted, sanity_checks, allow_empty=cplan is not None)
     n_batches = _length(loader)
     if n_batches == 0:
         raise ValueError("the loader is empty; evaluate needs at least one (images, labels) batch.")
@@ -105,7 +117,7 @@ def evaluate(
     opts = EvalOptions(device=dev, amp=bool(amp), channels_last=bool(channels_last), max_batches=max_batches,
                        targeted=bool(targeted), seed=seed, progress=bool(progress), sanity_checks=bool(sanity_checks),
                        grid_images=grid_images, crosscheck=bool(crosscheck_foolbox), num_classes=num_classes,
-                       n_batches=n_batches)
+                       n_batches=n_batches, corruptions=cplan)
     moved = orig_device is not None and orig_device != dev
     cl = channels_last and any(p.dim() == 4 for p in model.parameters())
     if moved:
