@@ -9,7 +9,8 @@ train/eval mode.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import contextlib
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -118,18 +119,25 @@ def evaluate(
                        targeted=bool(targeted), seed=seed, progress=bool(progress), sanity_checks=bool(sanity_checks),
                        grid_images=grid_images, crosscheck=bool(crosscheck_foolbox), num_classes=num_classes,
                        n_batches=n_batches, corruptions=cplan)
-    moved = orig_device is not None and orig_device != dev
+    with _placed(model, orig_device, dev, bool(channels_last)), frozen_eval(model), \
+            torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
+        torch.manual_seed(seed)
+        return run_evaluation(model, loader, plan, opts)
+
+
+@contextlib.contextmanager
+def _placed(model: nn.Module, orig: torch.device | None, dev: torch.device, channels_last: bool) -> Iterator[None]:
+    """The model on ``dev`` (and channels-last) inside; its device and memory format restored after, on every path."""
+    moved = orig is not None and orig != dev
     cl = channels_last and any(p.dim() == 4 for p in model.parameters())
     if moved:
         model.to(dev)
     if cl:
         model.to(memory_format=torch.channels_last)
     try:
-        with frozen_eval(model), torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
-            torch.manual_seed(seed)
-            return run_evaluation(model, loader, plan, opts)
+        yield
     finally:
         if cl:
             model.to(memory_format=torch.contiguous_format)
         if moved:
-            model.to(orig_device)
+            model.to(orig)

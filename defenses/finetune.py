@@ -26,7 +26,7 @@ from typing import Annotated, Any
 import torch
 from torch.utils.data import DataLoader, Dataset, default_collate
 
-from advgan.config import LEARNING_RATE, RUN, Betas, Boolean, Choice, Integer, NumberTuple, Real
+from advgan.config import LEARNING_RATE, RUN, Betas, Boolean, Choice, Custom, Integer, NumberTuple, Real
 from advgan.data import as_loader
 from advgan.engine import Callback, EngineConfig, Player, Run
 from advgan.engine.game import Batch, LossParts, Nets
@@ -47,6 +47,13 @@ from .methods import METHODS
 OPTIMIZERS = ("adamw", "sgd")
 POSITIVE = Integer(1)
 NONNEG = Real(0, closed=True)
+
+
+def _spec(value: Any, name: str) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a string ('' for none, 'all', a family or comma-separated names), "
+                        f"got {type(value).__name__}.")
+    return value
 
 
 @dataclass(frozen=True)
@@ -82,7 +89,7 @@ class FinetuneConfig(EngineConfig):
     augmix_severity: Annotated[int, Integer(1, 10)] = 3  #: augmix: operation strength 1..10
     augmix_alpha: Annotated[float, Real(0)] = 1.0      #: augmix: Dirichlet / Beta concentration
     jsd_lambda: Annotated[float, NONNEG] = 12.0        #: augmix: weight of the Jensen-Shannon consistency term
-    augmix_corruptions: str = ""                       #: augmix: also chain these corruptions (all, a family or names a,b; default none)
+    augmix_corruptions: Annotated[str, Custom(_spec, "a string")] = ""  #: augmix: also chain these corruptions (all, a family, a,b)
 
     def validate(self) -> None:
         object.__setattr__(self, "eps", check_eps(self.eps, self.norm))
