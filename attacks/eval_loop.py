@@ -1,4 +1,5 @@
-"""The batch loop of ``evaluate()``: every attack at every budget on every batch, counted on the device.
+"""The batch loop of ``evaluate()``: every attack at every budget (and every corruption at every severity)
+on every batch, counted on the device.
 
 Per batch: validate, seed, classify, run each (attack, eps), screen its output (``attacks.verify``),
 classify the adversarials, and fold counts, norms, SSIM and the per-sample worst case into an
@@ -19,8 +20,10 @@ from .accumulator import Accumulator
 from .base import random_targets
 from .checks import check_images, check_labels, looks_like_probabilities
 from .classifier import data_chans_of
+from .corruption_results import CorruptionPlan
+from .corruptions import corrupt
 from .eval_plan import AttackPlan, EvalOptions
-from .eval_results import build_report, key_prefix, worst_prefix
+from .eval_results import build_report, corruption_key, key_prefix, worst_prefix
 from .grids import ClassGrid
 from .report import Report
 from .sanity import forward_differs, run_foolbox_crosscheck, zero_grad_fraction
@@ -90,6 +93,14 @@ def declare_totals(plan: AttackPlan, device: torch.device) -> Accumulator:
     return acc
 
 
+def declare_corruption_totals(acc: Accumulator, plan: CorruptionPlan | None) -> None:
+    """One correct count per (corruption, severity) and one time per corruption."""
+    if plan is None:
+        return
+    acc.declare_many((corruption_key(name, s) for _, name, s in plan.cells), "sum", torch.long)
+    acc.declare_many((f"corruption:{name}/seconds" for name in plan.names), "max")
+
+
 class Evaluation:
     """State of one ``evaluate()`` run: the accumulator, timers, grid and first-batch checks."""
 
@@ -98,7 +109,9 @@ class Evaluation:
         self.chans = data_chans_of(model)
         self.tgen = torch.Generator().manual_seed(opts.seed)
         self.acc = declare_totals(plan, opts.device)
+        declare_corruption_totals(self.acc, opts.corruptions)
         self.timers = {k: _Timer(opts.device) for k in plan.keys}
+        self.corruption_timers = {c: _Timer(opts.device) for c in (opts.corruptions.names if opts.corruptions else ())}
         self.grid = ClassGrid(opts.grid_images)
         self.first: dict[str, Any] = {"sanity": {}, "shape": None}  # what batch 0 found (shared from rank 0)
         self.n, self.batches = 0, 0
@@ -162,6 +175,7 @@ class Evaluation:
             self.first["sanity"]["crosscheck_pgd_name"] = name
             for k, v in counts.items():
                 self.acc.add(k, v)
+        self._corruptions(i, x, y)
         self.n += x.shape[0]
         self.batches += 1
 
@@ -209,10 +223,29 @@ class Evaluation:
             self.grid.take_adv(picks, name, x_adv, pa)
         return Outcome(fooled if hit is None else hit, robust, hit, linf, l2, ss)
 
+    def _corruptions(self, i: int, x: torch.Tensor, y: torch.Tensor) -> None:
+        """Each (corruption, severity) of the plan on the whole batch: one corrupt() and one forward pass each.
+
+        Seeds depend on (seed, global batch index, corruption, severity) only: the same corrupted images for
+        every model evaluated on the same loader and seed, on any number of ranks."""
+        plan = self.opts.corruptions
+        if plan is None:
+            return
+        for ci, name, s in plan.cells:
+            with self.corruption_timers[name]():
+                xc = corrupt(x, name, s, seed=((self.opts.seed * 100_003 + i) * 64 + ci) * 8 + s)
+                if self.opts.channels_last:
+                    xc = xc.contiguous(memory_format=torch.channels_last)
+                with torch.no_grad(), self.opts.autocast():
+                    pc = self.model(xc).argmax(1)
+                self.acc.add(corruption_key(name, s), (pc == y).sum())
+
     # ------------------------------------------------------------------ the end
     def finish(self, wall: float) -> Report:
         for key, timer in self.timers.items():
             self.acc.update(key_prefix(key) + "seconds", timer.total())
+        for name, timer in self.corruption_timers.items():
+            self.acc.update(f"corruption:{name}/seconds", timer.total())
         self.acc.add("n", self.n)
         self.acc.add("batches", self.batches)
         self.acc.update("wall", wall)

@@ -13,6 +13,7 @@ import torch
 
 from .base import AttackTraits, traits_of
 from .checks import check_eps
+from .corruption_results import CorruptionPlan
 from .sanity import pgd_fgsm_pairs
 from .worst import Group, Key, budget_groups
 
@@ -33,6 +34,7 @@ class EvalOptions:
     crosscheck: bool
     num_classes: int | None
     n_batches: int | None
+    corruptions: CorruptionPlan | None = None
 
     @property
     def amp_dtype(self) -> torch.dtype:
@@ -73,10 +75,18 @@ def _check_one(name: object, atk: object, targeted: bool) -> AttackTraits:
     return t
 
 
-def plan_attacks(attacks: object, epsilons: object, targeted: bool, sanity_checks: bool = True) -> AttackPlan:
-    """Validate attacks and budgets; every attack runs at its own eps and at each swept eps."""
+def plan_attacks(attacks: object, epsilons: object, targeted: bool, sanity_checks: bool = True, *,
+                 allow_empty: bool = False) -> AttackPlan:
+    """Validate attacks and budgets; every attack runs at its own eps and at each swept eps.
+
+    ``allow_empty``: no attacks (``{}`` or None) is an empty plan (evaluation of corruptions only)."""
+    if allow_empty and (attacks is None or (isinstance(attacks, Mapping) and not attacks)):
+        if epsilons:
+            raise ValueError("epsilons sweeps attack budgets, but no attacks were given; drop epsilons or add attacks.")
+        return AttackPlan({}, {}, {}, [], [])
     if not isinstance(attacks, Mapping) or not attacks:
-        raise TypeError("attacks must be a non-empty dict {name: Attack}, e.g. {'pgd': PGD(eps=0.3)}.")
+        raise TypeError("attacks must be a non-empty dict {name: Attack}, e.g. {'pgd': PGD(eps=0.3)}, "
+                        "unless corruptions= is given (then {} evaluates the corruptions only).")
     if epsilons is not None and not isinstance(epsilons, (Mapping, Sequence)) or isinstance(epsilons, str):
         raise TypeError("epsilons must be a list of budgets (applied to every attack) or a dict {attack name: list}.")
     if isinstance(epsilons, Mapping):

@@ -6,6 +6,7 @@ from typing import Any
 
 from torch import nn
 
+from .corruption_results import CorruptionResults
 from .eval_plan import AttackPlan, EvalOptions
 from .report import WORST, AttackResult, Report
 from .sanity import post_checks
@@ -19,6 +20,19 @@ def key_prefix(key: Key) -> str:
 
 def worst_prefix(group: Group) -> str:
     return f"worst:{group.label}/"
+
+
+def corruption_key(name: str, severity: int) -> str:
+    return f"corruption:{name}@{severity}/correct"
+
+
+def _corruption_results(v: Mapping[str, float], opts: EvalOptions, n: int, n_ok: int) -> CorruptionResults | None:
+    plan = opts.corruptions
+    if plan is None:
+        return None
+    correct = {name: {s: int(v[corruption_key(name, s)]) for s in plan.severities} for name in plan.names}
+    return CorruptionResults(n=n, n_clean_correct=n_ok, correct=correct,
+                             seconds={name: max(v[f"corruption:{name}/seconds"], 0.0) for name in plan.names})
 
 
 def _result(v: Mapping[str, float], p: str, *, name: str, eps: float, norm: str, n: int, n_correct: int,
@@ -119,7 +133,8 @@ def build_report(v: Mapping[str, float], plan: AttackPlan, opts: EvalOptions, fi
             "arch": getattr(model, "arch", None), "world_size": world()[1]}
     curve = [r for g, r in zip(plan.groups, worst) if g.norm is not None and g.eps is not None]
     return Report(n=n, n_correct=n_ok, results=results, own_eps=plan.own, flags=flags, sanity=sanity, meta=meta,
-                  grids=grids, worst_own=worst[0], worst_curve=curve)
+                  grids=grids, worst_own=worst[0] if worst else None, worst_curve=curve,
+                  corruption_results=_corruption_results(v, opts, n, n_ok))
 
 
-__all__ = ["build_report", "key_prefix", "worst_prefix"]
+__all__ = ["build_report", "corruption_key", "key_prefix", "worst_prefix"]

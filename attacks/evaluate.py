@@ -9,7 +9,8 @@ train/eval mode.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import contextlib
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -18,6 +19,8 @@ from torch import nn
 from .base import frozen_eval
 from .checks import resolve_device
 from .classifier import num_classes_of
+from .corruption_results import plan_corruptions
+from .corruptions import SEVERITIES
 from .eval_loop import run_evaluation
 from .eval_plan import EvalOptions, plan_attacks
 from .report import Report
@@ -45,8 +48,10 @@ def _length(loader: Iterable[Any]) -> int | None:
 def evaluate(
     model: nn.Module,
     loader: Iterable[Any],
-    attacks: Mapping[str, Any],
+    attacks: Mapping[str, Any] | None = None,
     *,
+    corruptions: str | Sequence[str] | None = None,
+    severities: Sequence[int] = SEVERITIES,
     epsilons: Sequence[float] | Mapping[str, Sequence[float]] | None = None,
     device: str | torch.device | None = None,
     amp: bool = False,
@@ -60,13 +65,20 @@ def evaluate(
     crosscheck_foolbox: bool = False,
 ) -> Report:
     """Clean accuracy, the worst case over all attacks and, per attack and budget, success rate, robust
-    accuracy, norms, SSIM and speed.
+    accuracy, norms, SSIM and speed; with ``corruptions``, accuracy under natural corruptions.
 
     Args:
         model: the classifier (pixels in [0, 1] -> logits), e.g. an ``attacks.Classifier``.
         loader: iterable of ``(images, labels)`` batches.
         attacks: ``{name: Attack}`` (or any callable ``f(model, x, y, target=None)`` with ``eps`` and
-            ``norm``); each runs at its own eps and at every eps of ``epsilons``.
+            ``norm``); each runs at its own eps and at every eps of ``epsilons``. May be empty (``{}`` or
+            None) when ``corruptions`` is given.
+        corruptions: ``"all"`` (the 19 of ImageNet-C), ``"common"`` (its 15 benchmark ones), a family
+            (``"noise"``, ``"blur"``, ``"weather"``, ``"digital"``, ``"extra"``) or a list of names
+            (``attacks.CORRUPTIONS``): ``report.corruptions[name][severity]`` is the accuracy,
+            ``report.mean_corruption_accuracy`` their mean, ``report.corruption_error(baseline_report)``
+            ImageNet-C's mCE against another model. One ``corrupt()`` and one forward pass per batch and cell.
+        severities: the severities (1..5) every corruption is evaluated at.
         epsilons: budgets to sweep: a list for every attack or ``{name: list}``.
         device: where to run (default: the model's device); the model is moved back afterwards.
         amp: autocast (float16 on CUDA, bfloat16 on CPU) for forward passes and attacks.
@@ -92,7 +104,8 @@ def evaluate(
     Targets and the global RNG are seeded per batch (``seed`` and the batch index).
     """
     _check_options(model, seed, max_batches, grid_images)
-    plan = plan_attacks(attacks, epsilons, targeted, sanity_checks)
+    cplan = plan_corruptions(corruptions, severities)
+    plan = plan_attacks(attacks, epsilons, targeted, sanity_checks, allow_empty=cplan is not None)
     n_batches = _length(loader)
     if n_batches == 0:
         raise ValueError("the loader is empty; evaluate needs at least one (images, labels) batch.")
@@ -105,19 +118,26 @@ def evaluate(
     opts = EvalOptions(device=dev, amp=bool(amp), channels_last=bool(channels_last), max_batches=max_batches,
                        targeted=bool(targeted), seed=seed, progress=bool(progress), sanity_checks=bool(sanity_checks),
                        grid_images=grid_images, crosscheck=bool(crosscheck_foolbox), num_classes=num_classes,
-                       n_batches=n_batches)
-    moved = orig_device is not None and orig_device != dev
+                       n_batches=n_batches, corruptions=cplan)
+    with _placed(model, orig_device, dev, bool(channels_last)), frozen_eval(model), \
+            torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
+        torch.manual_seed(seed)
+        return run_evaluation(model, loader, plan, opts)
+
+
+@contextlib.contextmanager
+def _placed(model: nn.Module, orig: torch.device | None, dev: torch.device, channels_last: bool) -> Iterator[None]:
+    """The model on ``dev`` (and channels-last) inside; its device and memory format restored after, on every path."""
+    moved = orig is not None and orig != dev
     cl = channels_last and any(p.dim() == 4 for p in model.parameters())
     if moved:
         model.to(dev)
     if cl:
         model.to(memory_format=torch.channels_last)
     try:
-        with frozen_eval(model), torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
-            torch.manual_seed(seed)
-            return run_evaluation(model, loader, plan, opts)
+        yield
     finally:
         if cl:
             model.to(memory_format=torch.contiguous_format)
         if moved:
-            model.to(orig_device)
+            model.to(orig)

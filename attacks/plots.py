@@ -143,4 +143,29 @@ def plot_eps_curves(curves: Mapping[str, Sequence[tuple[float, float, float]]], 
     return _save(fig, path)
 
 
-__all__ = ["attack_grid", "image_grid", "plot_eps_curves"]
+def plot_corruption_heatmap(accuracy: Mapping[str, Mapping[int, float]], path: str | Path, *,
+                            clean_accuracy: float | None = None) -> Path:
+    """Accuracy (%) as a heatmap: one row per corruption, one column per severity, each cell annotated."""
+    names = list(accuracy)
+    if not names:
+        raise ValueError("plot_corruption_heatmap needs at least one corruption.")
+    sevs = sorted({s for row in accuracy.values() for s in row})
+    grid = [[100 * accuracy[c].get(s, float("nan")) for s in sevs] for c in names]
+    fig = _figure((1.2 + 0.8 * len(sevs), 0.9 + 0.34 * len(names)))
+    ax = fig.subplots()
+    im = ax.imshow(grid, cmap="viridis", vmin=0, vmax=100, aspect="auto")
+    for r, row in enumerate(grid):
+        for c, v in enumerate(row):
+            ax.text(c, r, f"{v:.0f}", ha="center", va="center", fontsize=7, color="white" if v < 60 else "black")
+    ax.set_xticks(range(len(sevs)), [str(s) for s in sevs])
+    ax.set_yticks(range(len(names)), names, fontsize=8)
+    ax.set_xlabel("severity")
+    title = "accuracy under corruption (%)"
+    if clean_accuracy is not None:
+        title += f"; clean {100 * clean_accuracy:.1f}"
+    ax.set_title(title, fontsize=9)
+    fig.colorbar(im, ax=ax, fraction=0.05)
+    return _save(fig, path)
+
+
+__all__ = ["attack_grid", "image_grid", "plot_corruption_heatmap", "plot_eps_curves"]

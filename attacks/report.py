@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .checkpoint import CheckpointError, load_json, save_json
+from .corruption_results import CorruptionError, CorruptionResults, corruption_error
 from .report_text import WORST, markdown, summary
 
 KIND = "evaluation_report"
@@ -100,7 +101,8 @@ class Report:
     def __init__(self, *, n: int, n_correct: int, results: dict[str, dict[float, AttackResult]],
                  own_eps: dict[str, float], flags: list[str] | None = None, sanity: dict[str, Any] | None = None,
                  meta: dict[str, Any] | None = None, grids: dict[str, Any] | None = None,
-                 worst_own: AttackResult | None = None, worst_curve: Sequence[AttackResult] = ()) -> None:
+                 worst_own: AttackResult | None = None, worst_curve: Sequence[AttackResult] = (),
+                 corruption_results: CorruptionResults | None = None) -> None:
         self.n = int(n)
         self.n_correct = int(n_correct)
         self.results = {k: dict(sorted(v.items())) for k, v in results.items()}
@@ -111,6 +113,7 @@ class Report:
         self.grids = grids or {}  # in memory only: {"clean", "labels", "preds_clean", "adv": {name: x}, "preds_adv"}
         self.worst_own = worst_own
         self.worst_curve = sorted(worst_curve, key=lambda r: (r.norm, r.eps))
+        self.corruption_results = corruption_results
 
     # ------------------------------------------------------------------ access
     @property
@@ -120,6 +123,31 @@ class Report:
     @property
     def attacks(self) -> list[str]:
         return list(self.results)
+
+    # ------------------------------------------------------------------ natural corruptions
+    @property
+    def corruptions(self) -> dict[str, dict[int, float]]:
+        """``corruptions[name][severity]``: accuracy on the corrupted images ({} without corruptions)."""
+        return self.corruption_results.accuracy if self.corruption_results is not None else {}
+
+    def _need_corruptions(self) -> CorruptionResults:
+        if self.corruption_results is None:
+            raise ValueError("this report has no corruption results; evaluate with corruptions='all' (or a list of names).")
+        return self.corruption_results
+
+    @property
+    def mean_corruption_accuracy(self) -> float:
+        """Mean accuracy over every evaluated corruption and severity."""
+        return self._need_corruptions().mean_accuracy
+
+    def corruption_error(self, baseline: Report) -> CorruptionError:
+        """ImageNet-C's corruption error against ``baseline`` (another model's report on the same data and
+        corruptions): ``.mce``, ``.relative_mce`` and per corruption ``.ce[name]``, ``.relative_ce[name]``."""
+        if not isinstance(baseline, Report):
+            raise TypeError(f"baseline must be a Report (of the baseline model), got {type(baseline).__name__}.")
+        if baseline.corruption_results is None:
+            raise ValueError("the baseline report has no corruption results; evaluate the baseline with the same corruptions.")
+        return corruption_error(self._need_corruptions(), baseline.corruption_results)
 
     def __getitem__(self, name: str) -> AttackResult:
         if name not in self.results:
@@ -139,7 +167,8 @@ class Report:
         correctly). ``eps=None``: each attack at its own budget; ``eps``: every attack (of ``norm``) at ``eps``."""
         if eps is None:
             if self.worst_own is None:
-                raise ValueError("this report has no worst case (written before evaluate() computed it); re-run evaluate().")
+                raise ValueError("this report has no worst case (no attacks were evaluated, or it was written before "
+                                 "evaluate() computed it); evaluate with attacks.")
             if norm is not None and self.worst_own.norm != norm:
                 raise ValueError(f"the attacks' own budgets are of norm {self.worst_own.norm!r}, not {norm!r}; "
                                  "pass eps= for the worst case at one budget of that norm.")
@@ -178,6 +207,7 @@ class Report:
             "attacks": {name: {"eps": self.own_eps[name], **self[name].to_dict(),
                                "curve": [r.to_dict() for _, r in self.curve(name)]} for name in self.results},
             "order": list(self.results), "sanity": self.sanity, "meta": self.meta,
+            "corruptions": self.corruption_results.to_dict() if self.corruption_results is not None else None,
         }
 
     def to_json(self, path: str | Path) -> Path:
@@ -194,10 +224,12 @@ class Report:
             results = {name: {float(r["eps"]): AttackResult.from_dict(r) for r in d["attacks"][name]["curve"]} for name in order}
             own = {name: float(d["attacks"][name]["eps"]) for name in order}
             worst = d.get("worst_case") or {}
+            corr = d.get("corruptions")
             return cls(n=d["n"], n_correct=d["n_correct"], results=results, own_eps=own, flags=d.get("flags"),
                        sanity=d.get("sanity"), meta=d.get("meta"),
                        worst_own=AttackResult.from_dict(worst["own"]) if worst.get("own") else None,
-                       worst_curve=[AttackResult.from_dict(r) for r in worst.get("curve", [])])
+                       worst_curve=[AttackResult.from_dict(r) for r in worst.get("curve", [])],
+                       corruption_results=CorruptionResults.from_dict(corr) if corr else None)
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise CheckpointError(f"evaluation report is missing or has a malformed field ({e!r}).") from None
 
@@ -213,9 +245,10 @@ class Report:
         return summary(self)
 
     def save(self, directory: str | Path) -> Path:
-        """Write report.json, report.md, eps_curve.png (if swept) and grid.png (if images were kept)."""
+        """Write report.json, report.md, eps_curve.png (if swept), grid.png (if images were kept) and
+        corruption_heatmap.png (if corruptions were evaluated)."""
         from .checkpoint import atomic_write_text
-        from .plots import attack_grid, plot_eps_curves
+        from .plots import attack_grid, plot_corruption_heatmap, plot_eps_curves
 
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
@@ -234,11 +267,15 @@ class Report:
         g = self.grids
         if g and g.get("adv"):
             attack_grid(g["clean"], g["adv"], g["preds_clean"], g["preds_adv"], d / "grid.png")
+        if self.corruption_results is not None:
+            plot_corruption_heatmap(self.corruptions, d / "corruption_heatmap.png", clean_accuracy=self.clean_accuracy)
         return d
 
     def __repr__(self) -> str:
         worst = f", worst_case={self.worst_own.robust_accuracy:.4f}" if self.worst_own is not None else ""
-        return (f"Report(n={self.n}, clean_accuracy={self.clean_accuracy:.4f}{worst}, attacks={self.attacks}, "
+        corr = (f", mean_corruption_accuracy={self.mean_corruption_accuracy:.4f}"
+                if self.corruption_results is not None else "")
+        return (f"Report(n={self.n}, clean_accuracy={self.clean_accuracy:.4f}{worst}{corr}, attacks={self.attacks}, "
                 f"flags={len(self.flags)})")
 
 

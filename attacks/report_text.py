@@ -59,7 +59,8 @@ def markdown(report: Report) -> str:
     targeted = any(report[name].n_target_hits is not None for name in report.results)
     head = _head(targeted)
     rows = [_row(WORST, report.worst_own, targeted)] if report.worst_own is not None else []
-    lines += _table(head, rows + [_row(name, report[name], targeted) for name in report.results])
+    if report.results:
+        lines += _table(head, rows + [_row(name, report[name], targeted) for name in report.results])
     for norm, pts in report.worst_curves().items():
         if len(pts) > 1:
             lines += ["", f"## {WORST} ({norm}): budget sweep", ""]
@@ -68,9 +69,29 @@ def markdown(report: Report) -> str:
         if len(report.results[name]) > 1:
             lines += ["", f"## {name}: budget sweep", ""]
             lines += _table(head, [_row(name, r, targeted) for _, r in report.curve(name)])
+    lines += _corruption_lines(report)
     lines += ["", "## Sanity checks", ""]
     lines += [f"- ⚠ {f}" for f in report.flags] or ["- no problems flagged"]
     return "\n".join(lines) + "\n"
+
+
+def _corruption_lines(report: Report) -> list[str]:
+    res = report.corruption_results
+    if res is None:
+        return []
+    from .corruption_results import markdown_table
+
+    lines = ["", "## Natural corruptions", "",
+            f"Mean corruption accuracy: **{_pct(res.mean_accuracy)}** over {len(res.names)} corruptions × severities "
+            f"{', '.join(map(str, res.severities))} (clean {_pct(res.clean_accuracy)}). Accuracy in % on the corrupted "
+            "images; corruption_heatmap.png draws the same table.", ""]
+    ce = report.meta.get("corruption_error")
+    if isinstance(ce, dict) and ce.get("mce") is not None:
+        rel = ce.get("relative_mce")
+        lines += [f"Against the baseline {ce.get('baseline', '')}: mCE **{ce['mce']:.3f}**, relative mCE "
+                  f"**{rel:.3f}**" if rel is not None else f"Against the baseline: mCE **{ce['mce']:.3f}**",
+                  "(ImageNet-C's corruption error: below 1 is more robust than the baseline).", ""]
+    return lines + markdown_table(res)
 
 
 def _summary_row(name: str, r: AttackResult) -> str:
@@ -84,6 +105,11 @@ def summary(report: Report) -> str:
     if report.worst_own is not None:
         rows.append(_summary_row(WORST, report.worst_own))
     rows += [_summary_row(name, report[name]) for name in report.results]
+    res = report.corruption_results
+    if res is not None:
+        worst = min(res.names, key=res.corruption_accuracy)
+        rows.append(f"{'corruptions':<24} mean accuracy {_pct(res.mean_accuracy)} over {len(res.names)} corruptions × "
+                    f"severities {','.join(map(str, res.severities))}; weakest: {worst} {_pct(res.corruption_accuracy(worst))}")
     rows += [f"WARNING: {f}" for f in report.flags]
     return "\n".join(rows)
 

@@ -5,7 +5,9 @@
                                    sources=[attacker, PGD(eps=0.3, steps=10)], val_loader=test_loader)
 """
 from .augmentation import AdversarialAugmentation, AugmentedLoader
+from .augmix import AugMix, augmix_loss, jensen_shannon
 from .callbacks import BestEpoch, OverfitGuard, TrainTime, Validation
+from .corruption_source import CorruptionSource
 from .finetune import FinetuneConfig, FinetuneGame, finetune
 from .methods import METHODS
 from .report import DefenseReport, before_after, retrain_attacker
@@ -18,4 +20,5 @@ __all__ = [
     "BestEpoch", "OverfitGuard", "TrainTime", "Validation",
     "DefenseReport", "before_after", "retrain_attacker", "play_rounds", "rounds_markdown",
     "load_advgan_pool", "parse_source", "parse_sources", "attack_stats", "guard_accuracy",
+    "AugMix", "augmix_loss", "jensen_shannon", "CorruptionSource",
 ]

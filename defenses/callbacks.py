@@ -126,6 +126,8 @@ class Validation(Callback):
         # the best epoch: highest mean robust accuracy over PGD and the training sources, then highest clean
         # accuracy (with generator sources alone PGD robust accuracy is often 0 every epoch: not a choice)
         out["val_select"] = sum(robust) / len(robust)
+        if cfg.method == "augmix":  # a corruption defense: chosen by accuracy under the sources (corruptions), else clean
+            out["val_select"] = sum(robust[1:]) / len(robust[1:]) if robust[1:] else out["val_clean_acc"]
         return out
 
 

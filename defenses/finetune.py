@@ -26,7 +26,7 @@ from typing import Annotated, Any
 import torch
 from torch.utils.data import DataLoader, Dataset, default_collate
 
-from advgan.config import LEARNING_RATE, RUN, Betas, Boolean, Choice, Integer, NumberTuple, Real
+from advgan.config import LEARNING_RATE, RUN, Betas, Boolean, Choice, Custom, Integer, NumberTuple, Real
 from advgan.data import as_loader
 from advgan.engine import Callback, EngineConfig, Player, Run
 from advgan.engine.game import Batch, LossParts, Nets
@@ -34,16 +34,26 @@ from advgan.engine.history import History
 from advgan.training import ClassifierGame
 from attacks import Classifier
 from attacks.checks import check_eps
+from attacks.corruptions import corruption_names
 from attacks.threat import ThreatModel
 
 from . import methods
 from .augmentation import MODES, AdversarialAugmentation, check_sources
+from .augmix import AugMix
 from .callbacks import BestEpoch, OverfitGuard, TrainTime, Validation
+from .corruption_source import is_corruption_source
 from .methods import METHODS
 
 OPTIMIZERS = ("adamw", "sgd")
 POSITIVE = Integer(1)
 NONNEG = Real(0, closed=True)
+
+
+def _spec(value: Any, name: str) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a string ('' for none, 'all', a family or comma-separated names), "
+                        f"got {type(value).__name__}.")
+    return value
 
 
 @dataclass(frozen=True)
@@ -74,9 +84,22 @@ class FinetuneConfig(EngineConfig):
     guard_pgd_steps: Annotated[int, POSITIVE] = 10     #: PGD steps of the guard
     val_pgd_steps: Annotated[int, POSITIVE] = 10       #: PGD steps of the per-epoch robust validation
     val_batches: Annotated[int | None, Integer(1, optional=True)] = None  #: validate on this many test batches per epoch
+    augmix_width: Annotated[int, POSITIVE] = 3         #: augmix: chains mixed per image
+    augmix_depth: Annotated[int, Integer(-1)] = -1     #: augmix: operations per chain (-1: random 1..3)
+    augmix_severity: Annotated[int, Integer(1, 10)] = 3  #: augmix: operation strength 1..10
+    augmix_alpha: Annotated[float, Real(0)] = 1.0      #: augmix: Dirichlet / Beta concentration
+    jsd_lambda: Annotated[float, NONNEG] = 12.0        #: augmix: weight of the Jensen-Shannon consistency term
+    augmix_corruptions: Annotated[str, Custom(_spec, "a string")] = ""  #: augmix: also chain these corruptions (all, a family, a,b)
 
     def validate(self) -> None:
         object.__setattr__(self, "eps", check_eps(self.eps, self.norm))
+        if self.augmix_depth == 0:
+            raise ValueError("augmix_depth must be -1 (random 1..3) or >= 1, got 0.")
+        if not isinstance(self.augmix_corruptions, str):
+            raise TypeError(f"augmix_corruptions must be a string ('' for none, 'all', a family or comma-separated names), "
+                            f"got {type(self.augmix_corruptions).__name__}.")
+        if self.augmix_corruptions:
+            corruption_names(_names(self.augmix_corruptions))
         if self.method == "augment" and self.fraction == 0:
             raise ValueError("fraction=0 replaces nothing: method 'augment' would be plain training. Use fraction in (0, 1].")
 
@@ -96,7 +119,7 @@ class FinetuneGame(ClassifierGame):
 
     kind = "robust-finetune"
 
-    def __init__(self, clf: Classifier, cfg: FinetuneConfig, *, aug: AdversarialAugmentation | None,
+    def __init__(self, clf: Classifier, cfg: FinetuneConfig, *, aug: AdversarialAugmentation | AugMix | None,
                  steps_per_epoch: int = 1) -> None:
         self.clf, self.cfg, self.aug = clf, cfg, aug
         self.nets = {"C": clf}
@@ -141,14 +164,30 @@ def held_out_batch(loader: DataLoader, n: int, seed: int) -> tuple[torch.Tensor,
     return items[0], items[1]
 
 
-def _augmentation(cfg: FinetuneConfig, sources: list[Any]) -> AdversarialAugmentation | None:
-    """The batch mixer of ``augment`` (sources checked against the threat model); other methods: sources checked only."""
+def _names(spec: str) -> str | list[str]:
+    parts = [p.strip() for p in spec.split(",") if p.strip()]
+    return parts[0] if len(parts) == 1 else parts
+
+
+def augmix_recipe(cfg: FinetuneConfig) -> AugMix:
+    """The AugMix recipe of a config (``augmix_*`` fields and ``jsd_lambda``)."""
+    return AugMix(cfg.augmix_width, cfg.augmix_depth, cfg.augmix_severity, cfg.augmix_alpha, cfg.jsd_lambda,
+                  corruptions=_names(cfg.augmix_corruptions) if cfg.augmix_corruptions else None, seed=cfg.seed)
+
+
+def _augmentation(cfg: FinetuneConfig, sources: list[Any]) -> AdversarialAugmentation | AugMix | None:
+    """The batch mixer of ``augment`` (sources checked against the threat model), the recipe of ``augmix``;
+    other methods: sources checked only."""
+    if cfg.method == "augmix":
+        if sources:
+            check_sources(sources)
+        return augmix_recipe(cfg)
     if cfg.method != "augment":
         if sources:
             check_sources(sources)
         return None
     srcs = check_sources(sources)
-    bad = [s for s in srcs if s.eps > cfg.eps * (1 + 1e-6) or s.norm != cfg.norm]
+    bad = [s for s in srcs if not is_corruption_source(s) and (s.eps > cfg.eps * (1 + 1e-6) or s.norm != cfg.norm)]
     if bad:
         raise ValueError(f"sources {bad} lie outside the config's threat model ({cfg.norm}, eps={cfg.eps:g}); "
                          "build them at the same norm and an eps <= the config's.")

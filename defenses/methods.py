@@ -7,6 +7,8 @@ Each method turns a clean batch into a loss for the classifier being trained:
 - ``pgd-at``   — Madry et al. (2018): cross-entropy on PGD examples (random start, last iterate);
 - ``fgsm-rs``  — Wong et al. (2020), "Fast is better than free": one FGSM step of 1.25·ε from a
   uniform random start (the catastrophic-overfitting guard lives in ``finetune``);
+- ``augmix``   — Hendrycks et al. (2020): CE on clean data + λ·Jensen–Shannon consistency over two
+  AugMix views (``defenses.augmix``), for robustness to natural corruptions;
 - ``trades``   — Zhang et al. (2019): CE(f(x), y) + β·KL(f(x) ‖ f(x')), x' maximising the KL
   (inner maximisation from x + 0.001·N(0, 1), as in the paper's code).
 
@@ -26,7 +28,9 @@ from attacks import PGD
 from attacks.base import frozen_eval, input_gradient
 from attacks.threat import ThreatModel
 
-METHODS = ("augment", "pgd-at", "fgsm-rs", "trades", "clean")
+from .augmix import augmix_loss
+
+METHODS = ("augment", "pgd-at", "fgsm-rs", "trades", "clean", "augmix")
 
 
 def pgd_train_examples(model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, *, steps: int,
@@ -82,6 +86,10 @@ def batch_loss(method: str, net: nn.Module, model: nn.Module, x: torch.Tensor, y
             raise ValueError("method 'augment' needs an AdversarialAugmentation (sources).")
         x_mix, y_mix = aug(model, x, y, step=step)
         return ce_on(net, x_mix, y_mix)
+    if method == "augmix":
+        if aug is None:
+            raise ValueError("method 'augmix' needs an AugMix recipe (defenses.augmix.AugMix).")
+        return augmix_loss(net, x, y, aug.views(x, 2, step=step), aug.jsd_lambda)
     step_size = pgd_step_size if pgd_step_size is not None else 2.5 * threat.eps / pgd_steps
     if method == "pgd-at":
         x_adv = pgd_train_examples(model, x, y, threat, steps=pgd_steps, step_size=step_size)

@@ -5,6 +5,8 @@ train_loader=train_loader)`` evaluates every model (``attacks.evaluate``) under 
 original AdvGAN attacker (trained against the undefended model) and, with ``retrain=True``, an AdvGAN
 attacker **retrained against each defended model** — the attack a defender actually faces. Seconds
 per epoch come from the fine-tuning histories (``train_seconds``) and are compared with a clean epoch.
+With ``corruptions="all"`` every model is also measured under the natural corruptions of ImageNet-C
+(mean corruption accuracy, mCE against the first model, a table per corruption).
 ``rep.to_markdown()``, ``rep.to_json(path)``, ``rep.save(dir)``.
 """
 from __future__ import annotations
@@ -20,21 +22,29 @@ from torch import nn
 from attacks import FGSM, PGD, evaluate
 from attacks.checkpoint import atomic_write_text, save_json
 from attacks.checks import check_eps
+from attacks.corruption_results import plan_corruptions
+from attacks.corruptions import SEVERITIES
 
 COLUMNS = ("clean_acc", "robust_acc_pgd", "robust_acc_fgsm", "robust_acc_advgan", "asr_advgan",
            "robust_acc_advgan_retrained", "asr_advgan_retrained", "seconds_per_epoch", "epoch_cost_vs_clean")
+#: with corruptions=: mean accuracy over every corruption and severity, and ImageNet-C's mCE vs the first model
+CORRUPTION_COLUMNS = ("mean_corruption_acc", "mce", "relative_mce")
 
 
 @dataclass
 class DefenseReport:
-    """One row per model (``rows[name][column]``, ``None`` where not measured) plus settings."""
+    """One row per model (``rows[name][column]``, ``None`` where not measured) plus settings.
+
+    ``corruptions[model][corruption][severity]``: accuracy under each natural corruption (with ``corruptions=``)."""
 
     rows: dict[str, dict[str, float | None]] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
+    corruptions: dict[str, dict[str, dict[int, float]]] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         clean = {k: {c: (None if isinstance(v, float) and not math.isfinite(v) else v) for c, v in r.items()} for k, r in self.rows.items()}
-        return {"rows": clean, "meta": self.meta}
+        corr = {m: {c: {str(s): a for s, a in row.items()} for c, row in t.items()} for m, t in self.corruptions.items()}
+        return {"rows": clean, "meta": self.meta, "corruptions": corr or None}
 
     def to_json(self, path: str | Path) -> Path:
         return save_json(path, self.to_dict())
@@ -53,7 +63,27 @@ class DefenseReport:
             lines.append("| " + " | ".join(cells) + " |")
         lines += ["", "ASR: share of the correctly classified test images that the attack makes misclassified. "
                   "The retrained AdvGAN is trained against each model itself."]
-        return "\n".join(lines)
+        return "\n".join(lines + self._corruption_markdown())
+
+    def _corruption_markdown(self) -> list[str]:
+        """Natural corruptions, before and after: mean accuracy and mCE per model, then accuracy per corruption."""
+        if not self.corruptions:
+            return []
+        models = list(self.corruptions)
+        base = models[0]
+        sevs = self.meta.get("severities", [])
+        lines = ["", f"Natural corruptions ({len(next(iter(self.corruptions.values())))} corruptions × severities "
+                 f"{', '.join(map(str, sevs))}; mCE against {base!r}, below 1 is more robust):", "",
+                 "| model | clean acc | mean corruption acc | mCE | relative mCE |", "|---|---|---|---|---|"]
+        for name in models:
+            r = self.rows.get(name, {})
+            lines.append(f"| {name} | {_pct(r.get('clean_acc'))} | {_pct(r.get('mean_corruption_acc'))} | "
+                         f"{_num3(r.get('mce'))} | {_num3(r.get('relative_mce'))} |")
+        lines += ["", "| corruption (mean over severities) | " + " | ".join(models) + " |", "|---|" + "---|" * len(models)]
+        for c in self.corruptions[base]:
+            cells = [_pct(sum(self.corruptions[m][c].values()) / len(self.corruptions[m][c])) for m in models]
+            lines.append(f"| {c} | " + " | ".join(cells) + " |")
+        return lines
 
     def save(self, directory: str | Path) -> Path:
         d = Path(directory)
@@ -69,6 +99,10 @@ def _pct(v: Any) -> str:
 
 def _num(v: Any) -> str:
     return "—" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{v:.2f}"
+
+
+def _num3(v: Any) -> str:
+    return "—" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{v:.3f}"
 
 
 def _ratio(v: Any) -> str:
@@ -97,17 +131,22 @@ def before_after(models: Mapping[str, nn.Module], test_loader: Any, *, eps: floa
                  attacker_config: Any = None, attacker_epochs: int = 2, pgd_steps: int = 40,
                  histories: Mapping[str, Any] | None = None, clean_epoch_seconds: float | None = None,
                  max_batches: int | None = None, seed: int = 0, progress: bool = False,
-                 out_dir: str | Path | None = None) -> DefenseReport:
+                 out_dir: str | Path | None = None, corruptions: str | Sequence[str] | None = None,
+                 severities: Sequence[int] = SEVERITIES) -> DefenseReport:
     """Evaluate each model of ``models`` (first = the undefended baseline by convention); see the module docstring.
 
     ``histories[name]``: the fine-tuning history of a model (for seconds per epoch);
     ``clean_epoch_seconds``: seconds of one clean-training epoch on the same data (for the cost ratio).
     ``out_dir``: retrained attackers are saved under ``out_dir/attackers/<name>`` (and resumed from there).
     ``retrain``: True for every model, or a list of model names (AdvGAN training is the costly part).
+    ``corruptions``: also measure accuracy under natural corruptions ('all', a family or names) at
+    ``severities``, the same corrupted images for every model: mean corruption accuracy, ImageNet-C's mCE
+    against the first model, and ``rep.corruptions``.
     """
     if not isinstance(models, Mapping) or not models:
         raise TypeError("models must be a non-empty dict {name: Classifier}, e.g. {'before': clf, 'after': robust}.")
     eps = check_eps(eps, norm)
+    plan_corruptions(corruptions, severities)  # bad names or severities fail before any model is evaluated
     if retrain and train_loader is None:
         raise ValueError("retrain=True trains an AdvGAN attacker against each model: pass train_loader.")
     attacks: dict[str, Any] = {"pgd": PGD(eps=eps, norm=norm, steps=pgd_steps, seed=seed),
@@ -117,6 +156,9 @@ def before_after(models: Mapping[str, nn.Module], test_loader: Any, *, eps: floa
     rep = DefenseReport(meta={"eps": eps, "norm": norm, "pgd_steps": pgd_steps,
                               "retrained_attacker_epochs": attacker_epochs if retrain else None,
                               "clean_epoch_seconds": clean_epoch_seconds})
+    if corruptions is not None:
+        rep.meta["severities"] = sorted(severities)
+    baseline = None
     for name, model in models.items():
         atks = dict(attacks)
         retrain_this = retrain is True or (not isinstance(retrain, bool) and name in retrain)
@@ -125,7 +167,7 @@ def before_after(models: Mapping[str, nn.Module], test_loader: Any, *, eps: floa
             atks["advgan_retrained"] = retrain_attacker(model, train_loader, eps=eps, norm=norm, epochs=attacker_epochs,
                                                         attacker_config=attacker_config, out_dir=adir)
         r = evaluate(model, test_loader, atks, max_batches=max_batches, seed=seed, progress=progress,
-                     sanity_checks=False, grid_images=0)
+                     sanity_checks=False, grid_images=0, corruptions=corruptions, severities=severities)
         row: dict[str, float | None] = {c: None for c in COLUMNS}
         row["clean_acc"] = r.clean_accuracy
         row["robust_acc_pgd"] = r["pgd"].robust_accuracy
@@ -140,6 +182,11 @@ def before_after(models: Mapping[str, nn.Module], test_loader: Any, *, eps: floa
         row["seconds_per_epoch"] = sec
         if sec is not None and clean_epoch_seconds:
             row["epoch_cost_vs_clean"] = sec / clean_epoch_seconds
+        if r.corruption_results is not None:
+            baseline = baseline or r
+            ce = r.corruption_error(baseline)
+            row.update(mean_corruption_acc=r.mean_corruption_accuracy, mce=ce.mce, relative_mce=ce.relative_mce)
+            rep.corruptions[name] = r.corruptions
         rep.rows[name] = row
         rep.meta["n"] = r.n if hasattr(r, "n") else None
     if out_dir is not None:

@@ -8,6 +8,8 @@
 ``fgsm``              FGSM with a random start and step 1.25·ε (Wong et al. 2020)
 ``noise``             random noise of the same norm and ε (a control, not an attack)
 ``foolbox:NAME``      any foolbox attack by name (``foolbox:LinfPGD``)
+``corruption:SPEC``   natural corruptions, a random one per image (``corruption:all``, ``corruption:noise``,
+                      ``corruption:fog+snow@3``, ``corruption:all@1-3``; see ``defenses.corruption_source``)
 ====================  ===========================================================================
 """
 from __future__ import annotations
@@ -22,7 +24,9 @@ from torch import nn
 from attacks import FGSM, PGD, RandomNoise, make_attack
 from attacks.checks import check_eps
 
-SPECS = ("advgan:DIR", "pgd", "fgsm", "noise", "foolbox:NAME")
+from .corruption_source import parse_corruption_source
+
+SPECS = ("advgan:DIR", "pgd", "fgsm", "noise", "foolbox:NAME", "corruption:SPEC")
 
 
 def _is_attacker_dir(d: Path) -> bool:
@@ -69,6 +73,8 @@ def parse_source(spec: str, classifier: nn.Module, *, eps: float, norm: str = "l
         if not arg:
             raise ValueError("source 'advgan' needs a directory: advgan:DIR (a trained attacker, see `advgan train-attacker`).")
         return load_advgan_pool(arg, classifier, eps=eps)
+    if kind == "corruption":
+        return [parse_corruption_source(arg, seed=seed)]
     if arg and kind != "foolbox":
         raise ValueError(f"source {spec!r} takes no argument; valid sources: {', '.join(SPECS)}.")
     if kind == "pgd":
@@ -93,8 +99,10 @@ def parse_sources(specs: Sequence[str], classifier: nn.Module, *, eps: float, no
         raise ValueError(f"no source given; pass at least one of {', '.join(SPECS)}.")
     for s in specs:  # validate names first: nothing is loaded when one spec is wrong
         kind = s.partition(":")[0] if isinstance(s, str) else None
-        if kind not in ("advgan", "pgd", "fgsm", "noise", "foolbox"):
+        if kind not in ("advgan", "pgd", "fgsm", "noise", "foolbox", "corruption"):
             raise ValueError(f"unknown source {s!r}; valid sources: {', '.join(SPECS)}.")
+        if kind == "corruption":
+            parse_corruption_source(s.partition(":")[2])  # bad names or severities fail before anything is loaded
     out: list[Any] = []
     for s in specs:
         out.extend(parse_source(s, classifier, eps=eps, norm=norm, pgd_steps=pgd_steps, pgd_step_size=pgd_step_size, seed=seed))

@@ -51,8 +51,14 @@ def test_demo_quick_end_to_end_and_resume(tmp_path, capsys):
     assert mean("after") > mean("before") + 0.1
     assert s["after"]["advgan"]["robust_accuracy"] > s["before"]["advgan"]["robust_accuracy"]
     assert "advgan-retrained" in s["after"]
+    # natural corruptions at severity 3, before and after, on the same corrupted images
+    c = s["corruptions"]
+    assert c["severity"] == 3 and len(c["before"]) == len(c["after"]) == 19
+    assert all(0.0 <= v <= 1.0 for v in [*c["before"].values(), *c["after"].values()])
+    assert c["mean_before"] == pytest.approx(sum(c["before"].values()) / 19) and c["mce_after_vs_before"] > 0
+    assert c["before"]["gaussian_blur"] < s["clean_accuracy"]["before"]
     md = (out / "report.md").read_text()
-    assert "![grid](grid.png)" in md and "| advgan |" in md
+    assert "![grid](grid.png)" in md and "| advgan |" in md and "| frost |" in md
     printed = capsys.readouterr().out
     assert "clean accuracy" in printed                   # the terminal summary table
 

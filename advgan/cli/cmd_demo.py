@@ -9,7 +9,8 @@ from .flags import add_config_flags, config_values
 NAME = "demo"
 HELP = ("the main job, offline: train a timm target on MNIST-5k, train AdvGAN, compare with FGSM/PGD/foolbox, "
         "fine-tune with adversarial augmentation, re-attack (incl. a retrained AdvGAN), write a report")
-FIELDS = ("dataset", "model", "eps", "norm", "finetune_method", "progress", "device", "seed")   #: DemoConfig fields as flags
+FIELDS = ("dataset", "model", "eps", "norm", "finetune_method", "corruptions", "corruption_severity", "progress", "device",
+          "seed")   #: DemoConfig fields as flags
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -16,6 +16,7 @@ from typing import Annotated, Any
 import torch
 
 from attacks.checks import check_eps
+from attacks.corruptions import corruption_names
 
 from ..config import FLAG, SEED, Choice, Config, Flag, Integer, Real, Text
 
@@ -45,10 +46,22 @@ class DemoConfig(Config):
     batch_size: Annotated[int, POSITIVE] = 64                      #: batch size of the attackers, fine-tuning and cGAN
     seed: Annotated[int, SEED] = 0                                 #: random seed (runs are repeatable on one machine)
     device: Annotated[str, Text()] = "auto"                        #: cpu, cuda, cuda:1 or auto (cuda when available)
+    corruptions: Annotated[str, Text()] = "all"                    #: natural corruptions measured before/after (all, a family, a,b; none)
+    corruption_severity: Annotated[int, Integer(1, 5)] = 3         #: their severity (1..5)
     progress: Annotated[bool, FLAG] = True                         #: show progress bars
 
     def validate(self) -> None:
         object.__setattr__(self, "eps", check_eps(self.eps, self.norm))
+        if self.corruption_spec is not None:
+            corruption_names(self.corruption_spec)
+
+    @property
+    def corruption_spec(self) -> str | list[str] | None:
+        """``corruptions`` for ``evaluate`` (None for "none")."""
+        if self.corruptions == "none":
+            return None
+        parts = [p.strip() for p in self.corruptions.split(",") if p.strip()]
+        return parts[0] if len(parts) == 1 else parts
 
     @classmethod
     def quick(cls, **overrides: Any) -> DemoConfig:
@@ -161,7 +174,8 @@ class Demo:
 
         def make() -> Any:
             rep = evaluate(model, self.eval_loader, attacks, epsilons=self.sweep,
-                           device=None if cfg.device == "auto" else cfg.device, seed=cfg.seed, progress=cfg.progress)
+                           device=None if cfg.device == "auto" else cfg.device, seed=cfg.seed, progress=cfg.progress,
+                           corruptions=cfg.corruption_spec, severities=(cfg.corruption_severity,))
             rep.save(out / name)
             return rep
 

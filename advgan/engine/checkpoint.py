@@ -128,10 +128,20 @@ class Checkpointer:
         return Loaded({k: v for k, v in tensors.items() if not k.startswith("cb.")}, meta, history, callbacks)
 
 
+#: training-config fields added after a checkpoint format was fixed, with the value that reproduces the old
+#: behaviour: a checkpoint without the field resumes when the run's value is that one
+ADDED_FIELDS: dict[str, Any] = {"augmix_width": 3, "augmix_depth": -1, "augmix_severity": 3, "augmix_alpha": 1.0,
+                                "jsd_lambda": 12.0, "augmix_corruptions": ""}
+
+
 def _without_retired(stored: Mapping[str, Any], mine: Mapping[str, Any]) -> dict[str, Any]:
     out = dict(stored)
     if isinstance(out.get("train"), Mapping) and isinstance(mine.get("train"), Mapping):
-        out["train"] = {k: v for k, v in out["train"].items() if k in mine["train"] or k not in RETIRED_FIELDS}
+        train = {k: v for k, v in out["train"].items() if k in mine["train"] or k not in RETIRED_FIELDS}
+        for k, v in mine["train"].items():
+            if k not in train and k in ADDED_FIELDS and v == ADDED_FIELDS[k]:
+                train[k] = v
+        out["train"] = train
     return out
 
 
