@@ -25,6 +25,8 @@ ROOT = Path(__file__).resolve().parents[1]
 STEPS_PER_EPOCH, EPOCHS, CKPT_EVERY = 8, 2, 3   # 128 images, batch 16
 
 SCRIPT = textwrap.dedent("""
+    import os
+    import signal
     import sys
     import torch
     torch.set_num_threads(1)
@@ -33,7 +35,7 @@ SCRIPT = textwrap.dedent("""
     from advgan import data
     from attacks.checkpoint import load_tensors
 
-    which, out, images = sys.argv[1], sys.argv[2], sys.argv[3]
+    which, out, images, kill_at = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
     t = load_tensors(images)  # 128 MNIST-5k training images (written by the test; loading mnist5k is slower)
     ds = data.ImageDataset(t["images"], t["labels"], 10, "mnist5k-128")
     torch.manual_seed(0)
@@ -44,6 +46,8 @@ SCRIPT = textwrap.dedent("""
         def wrapped(self, player, batch, step):
             if player == self.players()[0].name:
                 print(f"step {step}", flush=True)
+                if step == kill_at:  # SIGKILL from inside the step itself: no scheduler lag can let it run on
+                    os.kill(os.getpid(), signal.SIGKILL)
             return loss(self, player, batch, step)
         cls.loss = wrapped
 
@@ -65,22 +69,20 @@ WEIGHTS = {"advgan": "weights.safetensors", "finetune": "model.safetensors"}
 
 
 def _run(script: Path, which: str, out: Path, kill_at: int | None = None) -> list[int]:
-    """Run the script; with ``kill_at`` SIGKILL it as soon as it starts step ``kill_at``. Returns the steps seen."""
+    """Run the script; with ``kill_at`` it SIGKILLs itself inside step ``kill_at``. Returns the steps seen."""
     env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
-    p = subprocess.Popen([sys.executable, str(script), which, str(out), str(script.parent / "images.safetensors")], stdout=subprocess.PIPE,
+    p = subprocess.Popen([sys.executable, str(script), which, str(out), str(script.parent / "images.safetensors"),
+                          str(-1 if kill_at is None else kill_at)], stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, env=env, cwd=ROOT, text=True)
     steps: list[int] = []
     try:
         for line in p.stdout:
             if line.startswith("step "):
                 steps.append(int(line.split()[1]))
-                if kill_at is not None and steps[-1] == kill_at:
-                    time.sleep(random.Random(kill_at).uniform(0.0, 0.05))  # somewhere inside that step
-                    p.send_signal(signal.SIGKILL)
-                    p.wait()
-                    assert p.returncode == -signal.SIGKILL
-                    return steps
         p.wait(timeout=120)
+        if kill_at is not None:
+            assert p.returncode == -signal.SIGKILL, (p.returncode, p.stderr.read())
+            return steps
     finally:
         if p.poll() is None:
             p.kill()
@@ -116,10 +118,8 @@ def test_sigkill_and_resume_is_bit_identical(which, tmp_path, mnist):
     resumed = _run(script, which, tmp_path / "killed")
     # checkpoints: every CKPT_EVERY steps and at each epoch's end; "step k" is printed after step k's checkpoint
     last_ckpt = max(s for s in range(kill_at + 1) if s % CKPT_EVERY == 0 or s % STEPS_PER_EPOCH == 0)
-    # the kill lands up to 50 ms after "step kill_at" was printed; a fast machine may finish one more step (and its
-    # checkpoint) in that window, so the resume point is a checkpoint boundary at or after the last one we saw
-    is_ckpt = resumed[0] % CKPT_EVERY == 0 or resumed[0] % STEPS_PER_EPOCH == 0
-    assert is_ckpt and last_ckpt <= resumed[0] <= kill_at + 1, (
+    # the process killed itself inside step kill_at, so it resumes from exactly the last checkpoint before it
+    assert resumed[0] == last_ckpt, (
         f"resumed at step {resumed[0]}, expected a checkpoint boundary >= {last_ckpt} (killed at step {kill_at})")
     assert resumed[-1] == total - 1
 
