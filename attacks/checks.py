@@ -15,8 +15,10 @@ everything else is refused with the conversion to write.
 """
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Iterable, Mapping, Sequence
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -256,3 +258,21 @@ def resolve_device(name: str | torch.device | None = "auto") -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {name!r} requested but CUDA is not available on this machine; use --device cpu.")
     return dev
+
+
+_SIZES = re.compile(r"stack expects each tensor to be equal size, but got \[([\d, ]+)\] at entry \d+ and \[([\d, ]+)\]")
+
+
+@contextlib.contextmanager
+def explain_data_error(where: str) -> Iterator[None]:
+    """Turn the raw error of collating images of different sizes into one that says what to do."""
+    try:
+        yield
+    except RuntimeError as e:
+        m = _SIZES.search(str(e))
+        if m is None:
+            raise
+        a, b = ("x".join(v.split(", ")[-2:]) for v in m.groups())
+        raise ValueError(f"{where}: the images have different sizes ({a} and {b}), so they cannot be batched. Resize "
+                         "them to one size: pass image_size= to the dataset (e.g. data.load('imagefolder', root=..., "
+                         "image_size=64)) or add a Resize transform.") from None

@@ -18,7 +18,7 @@ from torch import nn
 
 from .accumulator import Accumulator
 from .base import NonDifferentiableWarning, autograd_enabled, normal_tensor, random_targets
-from .checks import check_images, check_labels, compute_dtype, looks_like_probabilities, unpack_pair
+from .checks import check_images, check_labels, compute_dtype, explain_data_error, looks_like_probabilities, unpack_pair
 from .classifier import data_chans_of
 from .eval_plan import AttackPlan, EvalOptions
 from .eval_results import build_report, key_prefix, worst_prefix
@@ -110,9 +110,10 @@ class Evaluation:
         total = min(o.n_batches, o.max_batches) if o.n_batches is not None and o.max_batches else (o.n_batches or o.max_batches)
         t_start = time.perf_counter()
         batches, mine = rank_batches(loader, o.max_batches)  # (global index, batch): this rank's share
-        for i, batch in tqdm(batches, total=mine or total, desc="evaluate", disable=not o.progress or world()[0] != 0,
-                             leave=False):
-            self.batch(i, batch)
+        with explain_data_error("a batch of the loader"):
+            for i, batch in tqdm(batches, total=mine or total, desc="evaluate", disable=not o.progress or world()[0] != 0,
+                                 leave=False):
+                self.batch(i, batch)
         return self.finish(time.perf_counter() - t_start)
 
     # ------------------------------------------------------------------ one batch
