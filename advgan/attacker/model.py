@@ -300,7 +300,7 @@ class AdvGAN(Trainable):
     def load(cls, directory: str | Path, classifier: nn.Module, *, device: str | torch.device | None = None) -> AdvGAN:
         """Rebuild a saved attacker for ``classifier`` (which must match its classes and channels)."""
         meta = modelio.read_model_config(directory, KIND)
-        cfg = modelio.config_from_dict(AdvGANConfig, meta["config"])
+        cfg = modelio.config_from_dict(AdvGANConfig, meta["config"], Path(directory) / modelio.CONFIG)
         n, c = _check_classifier(classifier)
         extra = meta.get("extra", {})
         if extra.get("num_classes") != n or extra.get("in_chans") != c:

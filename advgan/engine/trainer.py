@@ -25,7 +25,7 @@ from torch import nn
 from torch.utils.data import DataLoader, IterableDataset
 from tqdm.auto import tqdm
 
-from attacks.checkpoint import set_rng_state
+from attacks.checkpoint import CheckpointError, set_rng_state
 from attacks.checks import check_positive_int, explain_data_error, resolve_device, unpack_pair
 
 from . import distributed as D
@@ -378,11 +378,16 @@ class MinMaxTrainer:
     def load_checkpoint(self) -> None:
         """Restore the train state, the history and the callbacks' states from ``out_dir``."""
         loaded = self.checkpointer.load(game_kind=self.game.kind, config=self._config_for_check())
-        same_world = loaded.meta.get("world_size", 1) == self.dist.world_size
-        self.state.load_state_dict(loaded.tensors, loaded.meta, device=self.device, same_world=same_world)
-        if loaded.history is not None:
-            self.history = loaded.history
-            self.history.steps = [r for r in self.history.steps if r["step"] <= self.state.step]
+        try:
+            same_world = loaded.meta.get("world_size", 1) == self.dist.world_size
+            self.state.load_state_dict(loaded.tensors, loaded.meta, device=self.device, same_world=same_world)
+            if loaded.history is not None:
+                self.history = loaded.history
+                self.history.steps = [r for r in self.history.steps if r["step"] <= self.state.step]
+        except (KeyError, TypeError, IndexError, AttributeError) as e:
+            what = f"the key {e.args[0]!r} is missing" if isinstance(e, KeyError) else f"{type(e).__name__}: {e}"
+            raise CheckpointError(f"{self.checkpoint_path}: the training metadata is malformed ({what}); it was edited or "
+                                  "written by another program. Delete it to start over, or train into a new out_dir.") from None
         self._callback_states = dict(loaded.callbacks)
 
 
