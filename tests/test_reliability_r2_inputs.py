@@ -318,9 +318,11 @@ def _late_bad(mnist, kind: str, n: int = 96, at: int = 80):
     return x, y
 
 
-@pytest.mark.parametrize("kind, msg", [("pixels_0_255", r"batch 6 of epoch 1: images must have pixels in \[0.0, 1.0\].*divide by 255"),
-                                       ("label_12", r"batch 6 of epoch 1: labels must be class indices in \[0, 9\], found values in \[\d, 12\]"),
-                                       ("nan", r"batch 6 of epoch 1: images contains? 1 NaN")])
+@pytest.mark.parametrize("kind, msg", [
+    ("pixels_0_255", r"batch 6 of epoch 1: images must have pixels in \[0.0, 1.0\].*divide by 255"),
+    ("label_12", r"batch 6 of epoch 1: labels must be class indices in \[0, 9\], found values in \[\d, 12\]"),
+    ("nan", r"batch 6 of epoch 1: images contains? 1 NaN"),
+])
 def test_late_bad_batch_is_caught_in_classifier_training(tmp_path, mnist, kind, msg):
     from advgan.training.classifier import train_classifier
 
