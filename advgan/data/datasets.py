@@ -331,7 +331,8 @@ def to_image_dataset(ds: Dataset, name: str | None = None, batch_size: int = 256
     """Materialise any (image, label) dataset into memory (for small datasets)."""
     if isinstance(ds, ImageDataset):
         return ds
-    xs, ys = [], []
+    xs: list[torch.Tensor] = []
+    ys: list[torch.Tensor] = []
     it = iter(DataLoader(ds, batch_size=batch_size))
     while True:
         with explain_data_error(f"dataset batch {len(xs) + 1}"):
