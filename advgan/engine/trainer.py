@@ -25,6 +25,7 @@ from torch import nn
 from torch.utils.data import DataLoader, IterableDataset
 from tqdm.auto import tqdm
 
+from attacks.base import autograd_enabled, normal_tensor
 from attacks.checkpoint import CheckpointError, set_rng_state
 from attacks.checks import check_positive_int, explain_data_error, resolve_device, unpack_pair
 
@@ -154,8 +155,9 @@ class MinMaxTrainer:
         try:
             for net in self.state.nets.values():
                 net.train()
-            while self.state.epoch < epochs:
-                self._run_epoch(loader, epochs, callbacks)
+            with autograd_enabled():  # training works when called under torch.inference_mode() / no_grad()
+                while self.state.epoch < epochs:
+                    self._run_epoch(loader, epochs, callbacks)
         finally:
             self._wrapped = {}
         return self.history
@@ -232,6 +234,7 @@ class MinMaxTrainer:
                         batch = self._guard(batch, epoch=self.state.epoch, index=self.state.batch_in_epoch)
                     elif isinstance(batch, Mapping):
                         batch = unpack_pair(batch, f"batch {self.state.batch_in_epoch + 1}")
+                    batch = tuple(normal_tensor(b) if isinstance(b, torch.Tensor) else b for b in batch)
                     self.state.batch_in_epoch += 1
                     bar.update(1)
                 loss, parts = self._player_step(p, batch)
