@@ -31,6 +31,7 @@ from attacks.checkpoint import (
 
 WEIGHTS = "weights.safetensors"
 CONFIG = "config.json"
+FORMAT_VERSION = 1
 C = TypeVar("C")
 Loader = Callable[..., Any]
 _KINDS: dict[str, Loader] = {}
@@ -72,21 +73,27 @@ def config_to_dict(config: Any) -> dict[str, Any]:
     return dataclasses.asdict(config)
 
 
-def config_from_dict(cls: type[C], d: Mapping[str, Any]) -> C:
-    """Rebuild a (frozen) config dataclass from JSON: unknown keys refused, lists -> tuples where typed so."""
+def config_from_dict(cls: type[C], d: Mapping[str, Any], where: str | Path = "config") -> C:
+    """Rebuild a (frozen) config dataclass from JSON: unknown keys refused, lists -> tuples where typed so.
+
+    Every field is validated by the config class; an error names ``where`` (the file) and the key."""
     if not isinstance(d, Mapping):
-        raise CheckpointError(f"config must be a JSON object, got {type(d).__name__}.")
+        raise CheckpointError(f"{where}: 'config' must be a JSON object, got {type(d).__name__}.")
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = sorted(set(d) - set(fields))
     if unknown:
-        raise CheckpointError(f"config has fields {unknown} that {cls.__name__} does not know; was it written by another version?")
+        raise CheckpointError(f"{where}: 'config.{unknown[0]}' is not a field of {cls.__name__} (unknown: {unknown}); "
+                              "was it written by another version?")
     hints = typing.get_type_hints(cls)
     kwargs = {}
     for k, v in d.items():
         if isinstance(v, list) and "tuple" in str(hints.get(k, "")):
             v = tuple(v)
         kwargs[k] = v
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{where}: a field of 'config' is invalid: {e}") from None
 
 
 def save_model(directory: str | Path, kind: str, config: Any, nets: Mapping[str, nn.Module],
@@ -98,7 +105,7 @@ def save_model(directory: str | Path, kind: str, config: Any, nets: Mapping[str,
     for name, net in nets.items():
         tensors.update({f"{name}.{k}": v for k, v in net.state_dict().items()})
     save_tensors(d / WEIGHTS, tensors)
-    save_json(d / CONFIG, {"kind": kind, "format_version": 1, "config": config_to_dict(config), "nets": sorted(nets),
+    save_json(d / CONFIG, {"kind": kind, "format_version": FORMAT_VERSION, "config": config_to_dict(config), "nets": sorted(nets),
                            "extra": dict(extra or {})})
     return d
 
@@ -108,10 +115,22 @@ def read_model_config(directory: str | Path, kind: str) -> dict[str, Any]:
     d = Path(directory)
     if not d.is_dir():
         raise CheckpointError(f"{kind} directory {d} does not exist; point to a directory written by .save().")
-    meta = load_json(d / CONFIG, what=kind)
+    path = d / CONFIG
+    meta = load_json(path, what=kind)
     check_kind(meta, kind, d)
+    version = meta.get("format_version", FORMAT_VERSION)
+    if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= FORMAT_VERSION:
+        raise CheckpointError(f"{path}: 'format_version' is {version!r}; this version of the library reads {kind} format "
+                              f"1..{FORMAT_VERSION}. Upgrade advgan, or re-save the model.")
     if "config" not in meta:
-        raise CheckpointError(f"{d}/{CONFIG} has no 'config' field (truncated or edited?).")
+        raise CheckpointError(f"{path}: the key 'config' is missing (truncated or edited?).")
+    if not isinstance(meta["config"], dict):
+        raise CheckpointError(f"{path}: 'config' must be a JSON object, got {type(meta['config']).__name__}.")
+    nets = meta.get("nets", [])
+    if not isinstance(nets, list) or not all(isinstance(n, str) for n in nets):
+        raise CheckpointError(f"{path}: 'nets' must be a list of network names, got {nets!r}.")
+    if not isinstance(meta.get("extra", {}), dict):
+        raise CheckpointError(f"{path}: 'extra' must be a JSON object, got {type(meta['extra']).__name__}.")
     return meta
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, final, runtime_checkable
@@ -17,8 +18,8 @@ from typing import Any, ClassVar, Protocol, final, runtime_checkable
 import torch
 from torch import nn
 
-from .checks import check_images, check_labels, check_targets
-from .classifier import Classifier, data_chans_of, num_classes_of
+from .checks import check_images, check_labels, check_targets, compute_dtype
+from .classifier import Classifier, data_chans_of, num_classes_of, select_output
 from .threat import ThreatModel
 
 
@@ -45,10 +46,43 @@ def frozen_eval(model: nn.Module) -> Iterator[nn.Module]:
             p.requires_grad_(f)
 
 
+class NonDifferentiableWarning(UserWarning):
+    """The model's output has no gradient with respect to its input: gradient attacks cannot work on it."""
+
+
 def input_gradient(loss: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """Gradient of ``loss`` w.r.t. the input only (never accumulates into parameters)."""
-    (g,) = torch.autograd.grad(loss, [x])
+    """Gradient of ``loss`` w.r.t. the input only (never accumulates into parameters).
+
+    A model that cannot be differentiated (it detaches, rounds through NumPy, runs under ``no_grad``)
+    gives a zero gradient and a :class:`NonDifferentiableWarning` instead of an autograd error:
+    gradient attacks then leave the input as it is, and ``evaluate`` flags it as gradient masking.
+    """
+    g: torch.Tensor | None = None
+    if loss.requires_grad:
+        try:
+            (g,) = torch.autograd.grad(loss, [x], allow_unused=True)
+        except (RuntimeError, NotImplementedError) as e:  # a backward that is not implemented / not differentiable
+            if isinstance(e, torch.OutOfMemoryError) or not any(w in str(e).lower() for w in ("grad", "derivative", "backward")):
+                raise
+    if g is None:
+        warnings.warn("the model's output does not depend differentiably on its input (no gradient reaches the "
+                      "image): gradient attacks cannot work on it and their results overstate robustness (gradient "
+                      "masking). Use a gradient-free attack, or fix the model's forward (no .detach(), NumPy or "
+                      "torch.no_grad() inside).", NonDifferentiableWarning, stacklevel=3)
+        return torch.zeros_like(x)
     return g
+
+
+@contextlib.contextmanager
+def autograd_enabled() -> Iterator[None]:
+    """Autograd on, even when the caller runs under ``torch.inference_mode()`` or ``torch.no_grad()``."""
+    with torch.inference_mode(False), torch.enable_grad():
+        yield
+
+
+def normal_tensor(t: torch.Tensor) -> torch.Tensor:
+    """``t`` itself, or a clone when it is an inference tensor (those cannot take part in autograd)."""
+    return t.clone() if t.is_inference() else t
 
 
 def random_targets(y: torch.Tensor, num_classes: int, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -110,13 +144,17 @@ class Attack:
         if target is not None:
             target = check_targets(target, y, num_classes)
         device = _device_of(model, x)
-        x_in = x.detach().to(device)
-        y_in = y.to(device)
-        t_in = target.to(device) if target is not None else None
-        with frozen_eval(model):
-            _check_logits_shape(model, x_in, num_classes)
-            x_adv = self._run_projected(model, x_in, y_in, t_in)
-        return x_adv.to(device=x.device, dtype=x.dtype)
+        with autograd_enabled():  # attacks work under torch.inference_mode() too (inputs cloned out of it)
+            x_in = normal_tensor(x.detach().to(device=device, dtype=compute_dtype(model)))
+            y_in = normal_tensor(y.to(device))
+            t_in = normal_tensor(target.to(device)) if target is not None else None
+            with frozen_eval(model):
+                _check_logits_shape(model, x_in, num_classes)
+                x_adv = self._run_projected(model, x_in, y_in, t_in)
+            out = x_adv.to(device=x.device, dtype=x.dtype)
+            if out.dtype != x_adv.dtype:  # rounding to a lower precision must not leave the threat model
+                out = self.threat.project(x, out)
+            return normal_tensor(out)
 
     @final
     def generate(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
@@ -127,12 +165,17 @@ class Attack:
         device. The same freezing (eval, no parameter gradients, modes restored), projection and
         detach as ``__call__``.
         """
-        with frozen_eval(model):
-            return self._run_projected(model, x.detach(), y, target)
+        with autograd_enabled(), frozen_eval(model):
+            return self._run_projected(model, normal_tensor(x.detach()), normal_tensor(y),
+                                       normal_tensor(target) if target is not None else None)
 
     def _run_projected(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
                        target: torch.Tensor | None) -> torch.Tensor:
-        out = self.run(model, x, y, target)
+        try:
+            out = self.run(model, x, y, target)
+        except (TypeError, AttributeError, RuntimeError, IndexError) as e:
+            _explain_non_tensor_output(model, x, e)
+            raise
         if not isinstance(out, torch.Tensor) or out.shape != x.shape:
             got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
             raise ValueError(f"{type(self).__name__}.run returned {got} for inputs of shape {tuple(x.shape)}; "
@@ -198,6 +241,20 @@ def _check_logits_shape(model: nn.Module, x: torch.Tensor, num_classes: int | No
             f"the model returned {shape} for one image but declares num_classes={num_classes}; it must return "
             f"(N, {num_classes}) logits. Fix num_classes or the model's head."
         )
+
+
+def _explain_non_tensor_output(model: nn.Module, x: torch.Tensor, error: BaseException) -> None:
+    """After an attack failed: if the model does not return a tensor, raise a TypeError saying what it returns."""
+    try:
+        with torch.no_grad():
+            out = model(x[:1])
+    except Exception:  # noqa: BLE001 - the original error is the one to show
+        return
+    if not isinstance(out, torch.Tensor):
+        try:
+            select_output(out, None)
+        except TypeError as clear:
+            raise clear from error
 
 
 def _device_of(model: nn.Module, x: torch.Tensor) -> torch.device:

@@ -2,11 +2,24 @@
 
 Every check raises before any work is done and never mutates its inputs. Messages say what was
 wrong, what was expected and what to do, because users most often hit these with their own data.
+
+The dtype policy (one rule everywhere): what can be converted without changing a value is converted,
+everything else is refused with the conversion to write.
+
+- images: a floating tensor or NumPy array of any float dtype (float16, bfloat16, float32, float64) is
+  accepted; computation runs in the model's dtype and an attack returns the input's dtype and device.
+  Integer, bool and complex images are refused (0-255 integers need ``x.float() / 255``: the library
+  never guesses a scale).
+- labels and targets: a tensor or NumPy array of any integer dtype is cast to int64. Float, bool and
+  complex labels are refused (one-hot or probabilities: ``y.argmax(1)``).
 """
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Iterable, Sequence
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any
 
 import torch
 
@@ -20,7 +33,10 @@ def check_images(
     channels: int | Sequence[int] | None = None,
     bounds: tuple[float, float] = (0.0, 1.0),
 ) -> torch.Tensor:
-    """Validate a batch of images in pixel space: float tensor, shape (N, C, H, W), finite, in bounds."""
+    """Validate a batch of images in pixel space: float tensor, shape (N, C, H, W), finite, in bounds.
+
+    A NumPy array is accepted and returned as a tensor (sharing its memory, never written)."""
+    x = _from_numpy(x, name)
     if not isinstance(x, torch.Tensor):
         raise TypeError(
             f"{name} must be a torch.Tensor of shape (N, C, H, W), got {type(x).__name__}. "
@@ -73,7 +89,8 @@ def check_images(
 
 
 def check_labels(y: object, n: int, num_classes: int | None = None, *, name: str = "y") -> torch.Tensor:
-    """Validate integer class labels of shape (n,) in [0, num_classes)."""
+    """Validate integer class labels of shape (n,) in [0, num_classes); any integer dtype is returned as int64."""
+    y = _from_numpy(y, name)
     if not isinstance(y, torch.Tensor):
         raise TypeError(
             f"{name} must be a torch.Tensor of int64 class indices, got {type(y).__name__}. "
@@ -97,7 +114,51 @@ def check_labels(y: object, n: int, num_classes: int | None = None, *, name: str
                 f"{name} must be class indices in [0, {num_classes - 1}], found values in [{lo}, {hi}]. "
                 "Check the classifier's num_classes and your label encoding."
             )
-    return y
+    return y if y.dtype == torch.long else y.long()
+
+
+def _from_numpy(a: object, name: str) -> object:
+    """A NumPy array as a tensor (no copy); object / string arrays refused. Anything else passes through."""
+    import numpy as np
+
+    if not isinstance(a, np.ndarray):
+        return a
+    if a.dtype.kind not in "biufc":
+        raise TypeError(f"{name} is a NumPy array of dtype {a.dtype}; pass numbers (e.g. np.asarray(a, dtype=np.float32)).")
+    if a.dtype.kind == "u" and a.dtype != np.uint8:
+        a = a.astype(np.int64)  # torch has no uint16/32/64 arithmetic
+    return torch.from_numpy(np.ascontiguousarray(a))
+
+
+def compute_dtype(module: torch.nn.Module) -> torch.dtype:
+    """The floating dtype a module computes in (its first floating parameter or buffer; float32 if none)."""
+    for t in (*module.parameters(), *module.buffers()):
+        if t.is_floating_point():
+            return t.dtype
+    return torch.float32
+
+
+IMAGE_KEYS = ("image", "images", "img", "pixel_values", "x", "input", "inputs", "data")
+LABEL_KEYS = ("label", "labels", "target", "targets", "y", "class", "class_idx")
+
+
+def unpack_pair(batch: object, what: str = "batch") -> tuple[Any, Any]:
+    """``(images, labels)`` from a batch: a tuple/list, or a dict with keys such as image/label,
+    pixel_values/labels (Hugging Face datasets), x/y. Anything else: a ``ValueError`` saying what it got."""
+    if isinstance(batch, Mapping):
+        xi = next((k for k in IMAGE_KEYS if k in batch), None)
+        yi = next((k for k in LABEL_KEYS if k in batch), None)
+        if xi is None or yi is None:
+            raise ValueError(
+                f"{what} is a dict with keys {sorted(map(str, batch))[:10]}; expected an image key "
+                f"({', '.join(IMAGE_KEYS)}) and a label key ({', '.join(LABEL_KEYS)}). Rename the keys, or map each "
+                "item to an (image, label) tuple."
+            )
+        return batch[xi], batch[yi]
+    if isinstance(batch, (tuple, list)) and len(batch) >= 2:
+        return batch[0], batch[1]
+    got = f"a {type(batch).__name__} of {len(batch)} item(s)" if isinstance(batch, (tuple, list)) else type(batch).__name__
+    raise ValueError(f"{what} must be an (images, labels) pair or a dict with image and label keys, got {got}.")
 
 
 def check_targets(target: object, y: torch.Tensor, num_classes: int | None) -> torch.Tensor:
@@ -197,3 +258,21 @@ def resolve_device(name: str | torch.device | None = "auto") -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {name!r} requested but CUDA is not available on this machine; use --device cpu.")
     return dev
+
+
+_SIZES = re.compile(r"stack expects each tensor to be equal size, but got \[([\d, ]+)\] at entry \d+ and \[([\d, ]+)\]")
+
+
+@contextlib.contextmanager
+def explain_data_error(where: str) -> Iterator[None]:
+    """Turn the raw error of collating images of different sizes into one that says what to do."""
+    try:
+        yield
+    except RuntimeError as e:
+        m = _SIZES.search(str(e))
+        if m is None:
+            raise
+        a, b = ("x".join(v.split(", ")[-2:]) for v in m.groups())
+        raise ValueError(f"{where}: the images have different sizes ({a} and {b}), so they cannot be batched. Resize "
+                         "them to one size: pass image_size= to the dataset (e.g. data.load('imagefolder', root=..., "
+                         "image_size=64)) or add a Resize transform.") from None

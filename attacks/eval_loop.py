@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+import warnings
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -17,8 +18,8 @@ import torch
 from torch import nn
 
 from .accumulator import Accumulator
-from .base import random_targets
-from .checks import check_images, check_labels, looks_like_probabilities
+from .base import NonDifferentiableWarning, autograd_enabled, normal_tensor, random_targets
+from .checks import check_images, check_labels, compute_dtype, explain_data_error, looks_like_probabilities, unpack_pair
 from .classifier import data_chans_of
 from .corruption_results import CorruptionPlan
 from .corruptions import corrupt
@@ -66,10 +67,8 @@ class _Timer:
         return self.seconds + gpu
 
 
-def _unpack(batch: object, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-    if not isinstance(batch, (tuple, list)) or len(batch) < 2:
-        raise ValueError(f"batch {i} of the loader must be an (images, labels) pair, got {type(batch).__name__}.")
-    return batch[0], batch[1]
+def _unpack(batch: object, i: int) -> tuple[Any, Any]:
+    return unpack_pair(batch, f"batch {i} of the loader")
 
 
 def declare_totals(plan: AttackPlan, device: torch.device) -> Accumulator:
@@ -107,6 +106,7 @@ class Evaluation:
     def __init__(self, model: nn.Module, plan: AttackPlan, opts: EvalOptions) -> None:
         self.model, self.plan, self.opts = model, plan, opts
         self.chans = data_chans_of(model)
+        self.dtype = compute_dtype(model)
         self.tgen = torch.Generator().manual_seed(opts.seed)
         self.acc = declare_totals(plan, opts.device)
         declare_corruption_totals(self.acc, opts.corruptions)
@@ -123,17 +123,19 @@ class Evaluation:
         total = min(o.n_batches, o.max_batches) if o.n_batches is not None and o.max_batches else (o.n_batches or o.max_batches)
         t_start = time.perf_counter()
         batches, mine = rank_batches(loader, o.max_batches)  # (global index, batch): this rank's share
-        for i, batch in tqdm(batches, total=mine or total, desc="evaluate", disable=not o.progress or world()[0] != 0,
-                             leave=False):
-            self.batch(i, batch)
+        with explain_data_error("a batch of the loader"):
+            for i, batch in tqdm(batches, total=mine or total, desc="evaluate", disable=not o.progress or world()[0] != 0,
+                                 leave=False):
+                self.batch(i, batch)
         return self.finish(time.perf_counter() - t_start)
 
     # ------------------------------------------------------------------ one batch
     def _prepare(self, i: int, batch: object) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, list[tuple[int, int]]]:
         o = self.opts
         x, y = _unpack(batch, i)
-        check_images(x, name=f"images of batch {i}", channels=self.chans)
-        check_labels(y, x.shape[0], o.num_classes, name=f"labels of batch {i}")
+        x = check_images(x, name=f"images of batch {i}", channels=self.chans)
+        y = check_labels(y, x.shape[0], o.num_classes, name=f"labels of batch {i}")
+        x, y = normal_tensor(x.to(dtype=self.dtype)), normal_tensor(y)  # the dtype policy (attacks.checks)
         torch.manual_seed(o.seed * 100_003 + i)  # per-batch seeds: the same on any number of ranks
         self.tgen.manual_seed(o.seed * 100_003 + i)
         t = random_targets(y.cpu(), o.num_classes, self.tgen) if o.targeted and o.num_classes else None
@@ -184,8 +186,15 @@ class Evaluation:
         if not self.opts.sanity_checks:
             return
         self.first["sanity"]["outputs_look_like_probabilities"] = looks_like_probabilities(logits)
-        with self.opts.autocast():
+        with self.opts.autocast(), warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", NonDifferentiableWarning)
             self.acc.update("zero_gradient_fraction", zero_grad_fraction(self.model, x, y))
+        for w in caught:
+            if issubclass(w.category, NonDifferentiableWarning):
+                self.first["sanity"]["model_not_differentiable"] = True
+            else:
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        with self.opts.autocast():
             self.acc.update("model_is_randomized", forward_differs(self.model, x, logits))
 
     def _norms(self, p: str, linf: torch.Tensor, l2: torch.Tensor, ss: torch.Tensor) -> None:
@@ -259,8 +268,11 @@ class Evaluation:
 
 
 def run_evaluation(model: nn.Module, loader: Iterable[Any], plan: AttackPlan, opts: EvalOptions) -> Report:
-    """Evaluate ``model`` on ``loader`` under every attack of ``plan`` (the model is already frozen and placed)."""
-    return Evaluation(model, plan, opts).run(loader)
+    """Evaluate ``model`` on ``loader`` under every attack of ``plan`` (the model is already frozen and placed).
+
+    Runs with autograd on even under ``torch.inference_mode()`` (the attacks need input gradients)."""
+    with autograd_enabled():
+        return Evaluation(model, plan, opts).run(loader)
 
 
 __all__ = ["Evaluation", "declare_totals", "run_evaluation"]

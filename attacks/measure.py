@@ -18,7 +18,7 @@ import torch.distributed as dist
 from torch import nn
 
 from .base import frozen_eval, random_targets
-from .checks import check_images, check_labels, check_positive_int
+from .checks import check_images, check_labels, check_positive_int, compute_dtype, unpack_pair
 from .classifier import data_chans_of, num_classes_of
 
 AttackFn = Callable[..., torch.Tensor]
@@ -103,10 +103,9 @@ def measure(model: nn.Module, loader: Iterable[Any], attack: AttackFn | None = N
         for i, batch in enumerate(loader):
             if max_batches is not None and i >= max_batches:
                 break
-            if not isinstance(batch, (tuple, list)) or len(batch) < 2:
-                raise ValueError(f"batch {i} must be an (images, labels) pair, got {type(batch).__name__}.")
-            x = check_images(batch[0], name=f"images of batch {i}", channels=chans).to(dev)
-            y = check_labels(batch[1], x.shape[0], num_classes, name=f"labels of batch {i}").to(dev)
+            xb, yb = unpack_pair(batch, f"batch {i}")
+            x = check_images(xb, name=f"images of batch {i}", channels=chans).to(dev, compute_dtype(model))
+            y = check_labels(yb, x.shape[0], num_classes, name=f"labels of batch {i}").to(dev)
             with torch.no_grad():
                 ok = model(x).argmax(1) == y
             t = None

@@ -30,6 +30,11 @@ def is_builtin(name: str) -> bool:
     return name in _REGISTRY
 
 
+def builtin_factory(name: str) -> Callable[..., nn.Module] | None:
+    """The function that builds built-in model ``name`` (None if there is none)."""
+    return _REGISTRY.get(name)
+
+
 def create_module(name: str, *, num_classes: int, in_chans: int, **kwargs: Any) -> nn.Module:
     """Build an architecture by name: built-in first, then timm. Unknown names raise with suggestions."""
     if name in _REGISTRY:

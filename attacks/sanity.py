@@ -138,7 +138,12 @@ def post_checks(results: Mapping[str, Mapping[float, AttackResult]], traits: Map
         flags.append("the model's outputs are non-negative and sum to 1: it returns probabilities, not logits; "
                      "gradient attacks on softmax outputs are weak (remove the final softmax).")
     z = sanity.get("zero_gradient_fraction")
-    if z is not None and z > ZERO_GRAD_TOL:
+    if sanity.get("model_not_differentiable"):
+        flags.append("gradient masking: the model cannot be differentiated with respect to its input (no gradient reaches "
+                     "the image: .detach(), NumPy or torch.no_grad() inside its forward), so every gradient attack ran "
+                     "with a zero gradient and its robust accuracy is meaningless; use a gradient-free attack "
+                     "(noise, foolbox:BoundaryAttack) or fix the model.")
+    elif z is not None and z > ZERO_GRAD_TOL:
         flags.append(f"{100 * z:.1f} % of the first batch have an exactly zero input gradient (gradient masking or a "
                      "saturated softmax): gradient attacks under-report; try loss='margin' or a decision-based attack.")
     if sanity.get("model_is_randomized"):

@@ -26,7 +26,7 @@ from torch import nn
 
 from advgan.config import SEED
 from attacks.base import frozen_eval
-from attacks.checks import check_choice, check_fraction, check_images, check_labels
+from attacks.checks import check_choice, check_fraction, check_images, check_labels, unpack_pair
 from attacks.classifier import data_chans_of
 
 from .corruption_source import is_corruption_source
@@ -178,6 +178,5 @@ class AugmentedLoader:
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         for batch in self.loader:
-            if not isinstance(batch, (list, tuple)) or len(batch) < 2:
-                raise ValueError("the loader must yield (images, labels) batches.")
-            yield self.aug(self.model, batch[0], batch[1])
+            x, y = unpack_pair(batch, "a batch of the loader")
+            yield self.aug(self.model, x, y)

@@ -33,7 +33,7 @@ from advgan.engine.game import Batch, LossParts, Nets
 from advgan.engine.history import History
 from advgan.training import ClassifierGame
 from attacks import Classifier
-from attacks.checks import check_eps
+from attacks.checks import check_eps, unpack_pair
 from attacks.corruptions import corruption_names
 from attacks.threat import ThreatModel
 
@@ -161,7 +161,8 @@ def held_out_batch(loader: DataLoader, n: int, seed: int) -> tuple[torch.Tensor,
     ds = loader.dataset
     idx = torch.randperm(len(ds), generator=torch.Generator().manual_seed(seed))[:n]  # type: ignore[arg-type]
     items = default_collate([ds[int(i)] for i in idx])
-    return items[0], items[1]
+    x, y = unpack_pair(items, "the validation data")
+    return x, y
 
 
 def _names(spec: str) -> str | list[str]:

@@ -59,7 +59,7 @@ IMAGE_CASES = {
     "inf": (lambda x: torch.where(torch.arange(x.numel()).view_as(x) == 7, torch.inf, x), ValueError, r"NaN/Inf"),
     "uint8_0_255": (lambda x: (x * 255).round().to(torch.uint8), TypeError, r"0-255 integer pixels: pass x.float\(\) / 255"),
     "float_0_255": (lambda x: x * 255, ValueError, r"0-255 pixels: divide by 255"),
-    "not_a_tensor": (lambda x: x.numpy(), TypeError, r"torch.Tensor.*torch.as_tensor"),
+    "not_a_tensor": (lambda x: x.tolist(), TypeError, r"torch.Tensor.*torch.as_tensor"),
     "empty_batch": (lambda x: x[:0], ValueError, r"empty batch"),
 }
 

@@ -10,6 +10,7 @@ from attacks.base import random_targets
 from attacks.losses import cw_margin, is_adversarial
 
 from ..engine import MinMaxGame, Player
+from ..engine.datacheck import BatchSpec
 from ..engine.game import Batch, LossParts, Nets
 from ..gans import losses
 from .generator_attack import generator_delta
@@ -56,6 +57,9 @@ class AdvGANGame(MinMaxGame):
 
     def config_dict(self) -> dict[str, Any]:
         return {"num_classes": self.num_classes, "in_chans": self.in_chans}
+
+    def batch_spec(self) -> BatchSpec:
+        return BatchSpec(num_classes=self.num_classes, channels=self.in_chans)
 
     def draw_targets(self, y: torch.Tensor) -> torch.Tensor | None:
         return random_targets(y, self.num_classes) if self.cfg.targeted else None

@@ -32,7 +32,7 @@ from torch.utils.data import DataLoader, Dataset, default_collate
 
 from attacks import Measurement, measure
 from attacks.base import frozen_eval, random_targets
-from attacks.checks import check_eps, check_images, check_labels, looks_like_probabilities
+from attacks.checks import check_eps, check_images, check_labels, compute_dtype, explain_data_error, looks_like_probabilities, unpack_pair
 from attacks.threat import ThreatModel
 
 from .. import modelio
@@ -165,11 +165,11 @@ class AdvGAN(Trainable):
         n = min(len(ds), 64)  # type: ignore[arg-type]
         if n == 0:
             raise ValueError(f"the {what} is empty.")
-        items = default_collate([ds[i] for i in range(n)])
-        if not isinstance(items, (list, tuple)) or len(items) < 2:
-            raise ValueError(f"the {what} must yield (image, label) pairs.")
-        x = check_images(items[0], name=f"{what} images", channels=self.in_chans)
-        y = check_labels(items[1], x.shape[0], self.num_classes, name=f"{what} labels")
+        with explain_data_error(f"the first {n} items of the {what}"):
+            items = default_collate([ds[i] for i in range(n)])
+        xs, ys = unpack_pair(items, f"the {what}")
+        x = check_images(xs, name=f"{what} images", channels=self.in_chans).to(compute_dtype(self.G))
+        y = check_labels(ys, x.shape[0], self.num_classes, name=f"{what} labels")
         model = self.game.target_model()
         with frozen_eval(model), torch.no_grad():
             dev = next(iter(model.parameters()), torch.empty(0)).device
@@ -300,7 +300,7 @@ class AdvGAN(Trainable):
     def load(cls, directory: str | Path, classifier: nn.Module, *, device: str | torch.device | None = None) -> AdvGAN:
         """Rebuild a saved attacker for ``classifier`` (which must match its classes and channels)."""
         meta = modelio.read_model_config(directory, KIND)
-        cfg = modelio.config_from_dict(AdvGANConfig, meta["config"])
+        cfg = modelio.config_from_dict(AdvGANConfig, meta["config"], Path(directory) / modelio.CONFIG)
         n, c = _check_classifier(classifier)
         extra = meta.get("extra", {})
         if extra.get("num_classes") != n or extra.get("in_chans") != c:

@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
+from attacks.checks import explain_data_error, unpack_pair
+
 DEFAULT_ROOT = Path(os.environ.get("ADVGAN_DATA", Path.home() / ".cache" / "advgan" / "data"))
 
 
@@ -116,8 +118,18 @@ def _stratified_indices(labels: torch.Tensor, test_fraction: float, seed: int) -
     return torch.sort(torch.cat(a)).values, torch.sort(torch.cat(b)).values
 
 
+def _check_test_fraction(test_fraction: object) -> float:
+    if isinstance(test_fraction, bool) or not isinstance(test_fraction, (int, float)):
+        raise TypeError(f"test_fraction must be a number in (0, 1), got {type(test_fraction).__name__} ({test_fraction!r}).")
+    v = float(test_fraction)
+    if not 0 < v < 1:
+        raise ValueError(f"test_fraction must be in (0, 1) (the share of each class held out for testing), got {test_fraction}.")
+    return v
+
+
 def stratified_split(ds: ImageDataset, test_fraction: float = 0.2, seed: int = 0,
                      names: tuple[str, str] = ("train", "test")) -> tuple[ImageDataset, ImageDataset]:
+    test_fraction = _check_test_fraction(test_fraction)
     test_idx, train_idx = _stratified_indices(ds.labels, test_fraction, seed)
     mk = lambda idx, tag: ImageDataset(ds.images[idx], ds.labels[idx], ds.num_classes, f"{ds.name}-{tag}")  # noqa: E731
     return mk(train_idx, names[0]), mk(test_idx, names[1])
@@ -239,27 +251,71 @@ def cifar10(*, root: str | Path | None = None, download: bool = True, image_size
     return _torchvision("CIFAR10", 10, root, download, image_size, channels)
 
 
+def _hidden(name: str) -> bool:
+    """Folders and files that are never data: dot-names (.ipynb_checkpoints, .git, ._x.png) and __MACOSX-style."""
+    return name.startswith((".", "__"))
+
+
+def _image_folder(directory: Path, tf: Any) -> Dataset:
+    """torchvision's ImageFolder without hidden class folders or files, naming the file that cannot be read."""
+    from PIL import Image
+    from torchvision.datasets import ImageFolder
+    from torchvision.datasets.folder import IMG_EXTENSIONS, has_file_allowed_extension
+
+    def load(path: str) -> Any:
+        try:
+            with open(path, "rb") as f:
+                return Image.open(f).convert("RGB")  # as torchvision's default loader
+        except Exception as e:  # noqa: BLE001 - PIL raises many kinds for broken files
+            raise ValueError(f"cannot read image file {path} ({type(e).__name__}: {e}); delete or replace it.") from None
+
+    class _Folder(ImageFolder):
+        def find_classes(self, d: str) -> tuple[list[str], dict[str, int]]:
+            classes = sorted(e.name for e in os.scandir(d) if e.is_dir() and not _hidden(e.name))
+            if not classes:
+                raise FileNotFoundError(f"no class folders in {d} (hidden folders such as .ipynb_checkpoints are skipped)")
+            return classes, {c: i for i, c in enumerate(classes)}
+
+    def valid(path: str) -> bool:
+        parts = Path(path).relative_to(directory).parts
+        return not any(_hidden(p) for p in parts) and has_file_allowed_extension(path, IMG_EXTENSIONS)
+
+    return _Folder(str(directory), transform=tf, loader=load, is_valid_file=valid)
+
+
 @register_dataset("imagefolder")
 def imagefolder(*, root: str | Path, image_size: int | None = None, channels: int | None = None,
                 test_fraction: float = 0.2, seed: int = 0) -> tuple[Dataset, Dataset]:
     """Images in ``root/<class>/*.png``; uses ``root/train`` + ``root/test`` (or ``val``) when present,
-    else a seeded stratified split."""
-    from torchvision.datasets import ImageFolder
+    else a seeded stratified split (``test_fraction`` in (0, 1)).
 
+    Hidden folders and files (``.ipynb_checkpoints``, ``.DS_Store``, ``__MACOSX``) are never classes or
+    images. ``root/train`` without ``root/test`` / ``root/val`` (or the reverse) is refused rather than
+    read as one class called "train". A file that cannot be decoded raises a ``ValueError`` naming it;
+    images of different sizes need ``image_size=``.
+    """
     root = Path(root)
     if not root.is_dir():
         raise ValueError(f"imagefolder root {root} is not a directory; expected root/<class_name>/<image files>.")
+    test_fraction = _check_test_fraction(test_fraction)
     tf = _tv_transform(image_size, channels)
     train_dir, test_dir = root / "train", next((root / s for s in ("test", "val") if (root / s).is_dir()), None)
+    if train_dir.is_dir() != (test_dir is not None):
+        have, lack = ("train", "test (or val)") if train_dir.is_dir() else (test_dir.name if test_dir else "test", "train")
+        raise ValueError(
+            f"imagefolder root {root} has a '{have}' folder but no '{lack}' folder, so it is neither a train/test "
+            f"layout nor root/<class>/ images. Add {root}/{lack.split()[0]}, or point root at {root / have} to split it "
+            f"with test_fraction={test_fraction:g}."
+        )
     try:
         if train_dir.is_dir() and test_dir is not None:
-            train = ImageFolder(str(train_dir), transform=tf)
-            test = ImageFolder(str(test_dir), transform=tf)
-            if train.classes != test.classes:
-                raise ValueError(f"train classes {train.classes} differ from test classes {test.classes}")
-            n = len(train.classes)
+            train = _image_folder(train_dir, tf)
+            test = _image_folder(test_dir, tf)
+            if train.classes != test.classes:  # type: ignore[attr-defined]
+                raise ValueError(f"train classes {train.classes} differ from test classes {test.classes}")  # type: ignore[attr-defined]
+            n = len(train.classes)  # type: ignore[attr-defined]
             return TransformedDataset(train, n, root.name), TransformedDataset(test, n, root.name)
-        full = ImageFolder(str(root), transform=tf)
+        full: Any = _image_folder(root, tf)
     except FileNotFoundError as e:
         raise ValueError(f"no images found under {root}: {e}") from None
     labels = torch.tensor(full.targets, dtype=torch.long)
@@ -275,9 +331,16 @@ def to_image_dataset(ds: Dataset, name: str | None = None, batch_size: int = 256
     """Materialise any (image, label) dataset into memory (for small datasets)."""
     if isinstance(ds, ImageDataset):
         return ds
-    xs, ys = [], []
-    for x, y in DataLoader(ds, batch_size=batch_size):
-        xs.append(x)
+    xs: list[torch.Tensor] = []
+    ys: list[torch.Tensor] = []
+    it = iter(DataLoader(ds, batch_size=batch_size))
+    while True:
+        with explain_data_error(f"dataset batch {len(xs) + 1}"):
+            batch = next(it, None)
+        if batch is None:
+            break
+        x, y = unpack_pair(batch, f"dataset batch {len(xs) + 1}")
+        xs.append(torch.as_tensor(x).float())
         ys.append(torch.as_tensor(y, dtype=torch.long))
     if not xs:
         raise ValueError("the dataset is empty.")

@@ -9,12 +9,15 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
+from torch.utils.data import BatchSampler, DataLoader, Dataset, IterableDataset, RandomSampler, SequentialSampler
 
 
 def loader(dataset: Dataset, batch_size: int = 128, *, shuffle: bool = False, seed: int = 0, drop_last: bool = False,
            num_workers: int = 0, pin_memory: bool = False) -> DataLoader:
     """A DataLoader whose shuffling order is fixed by ``seed``."""
+    if isinstance(dataset, IterableDataset):
+        raise TypeError(f"data.loader needs a map-style Dataset, got the IterableDataset {type(dataset).__name__}: wrap it "
+                        "in a DataLoader yourself for evaluation, or materialise it (advgan.data.to_image_dataset).")
     if len(dataset) == 0:  # type: ignore[arg-type]
         raise ValueError("the dataset is empty; nothing to load.")
     g = torch.Generator().manual_seed(seed)
@@ -57,6 +60,11 @@ def as_loader(data: Any, batch_size: int, *, shuffle: bool, seed: int, what: str
 
     ``whole_batches``: batch-indexed loading where the dataset allows it, dropping the last partial batch
     when there is more than one batch (GAN training: every batch has ``batch_size`` items)."""
+    if isinstance(data, IterableDataset) or (isinstance(data, DataLoader) and isinstance(data.dataset, IterableDataset)):
+        ds = data.dataset if isinstance(data, DataLoader) else data
+        raise TypeError(f"{what} is the IterableDataset {type(ds).__name__}: training needs a map-style Dataset (len() "
+                        "and indexing: seeded shuffling, LR schedules and exact resume depend on them). Materialise it "
+                        "first, e.g. advgan.data.to_image_dataset(ds) when it fits in memory, or write a map-style Dataset.")
     if isinstance(data, DataLoader):
         return data
     if not isinstance(data, Dataset):

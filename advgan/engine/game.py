@@ -23,6 +23,8 @@ from torch import nn
 
 from attacks.checks import check_choice, check_positive_int
 
+from .datacheck import BatchSpec
+
 Nets = Mapping[str, nn.Module]
 Batch = tuple[torch.Tensor, ...]
 LossParts = dict[str, torch.Tensor]
@@ -97,6 +99,11 @@ class MinMaxGame:
     def config_dict(self) -> dict[str, Any]:
         """What, besides the config, must match for a checkpoint of this game to resume (shapes, classes, ...)."""
         return {}
+
+    def batch_spec(self) -> BatchSpec | None:
+        """What every batch holds (images in bounds, labels in range): the engine checks each batch against it
+        on the device (:mod:`advgan.engine.datacheck`). ``None``: no check."""
+        return None
 
 
 _warned: set[type] = set()

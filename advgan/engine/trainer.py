@@ -16,29 +16,37 @@ from __future__ import annotations
 import copy
 import math
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, IterableDataset
 from tqdm.auto import tqdm
 
-from attacks.checkpoint import set_rng_state
-from attacks.checks import check_positive_int, resolve_device
+from attacks.base import autograd_enabled, normal_tensor
+from attacks.checkpoint import CheckpointError, set_rng_state
+from attacks.checks import check_positive_int, explain_data_error, resolve_device, unpack_pair
 
 from . import distributed as D
 from . import parallel
 from .callbacks import Callback, GameHooks
 from .checkpoint import Checkpointer, comparable_config
 from .config import SCHEDULES, EngineConfig, TrainConfig
+from .datacheck import BatchGuard
 from .game import MinMaxGame, Player, call_legacy_loss, uses_nets
 from .history import History
 from .optim import autocast, make_optimizer, make_schedulers
 from .state import TrainState
 
 __all__ = ["MinMaxTrainer", "DivergenceError", "MinMaxGame", "Player", "TrainConfig", "EngineConfig", "SCHEDULES"]
+
+
+def iterable_dataset_message(ds: object) -> str:
+    return (f"training needs a map-style Dataset (with len() and indexing: seeded shuffling, LR schedules and exact "
+            f"resume depend on them); got the IterableDataset {type(ds).__name__}. Materialise it first, e.g. "
+            "advgan.data.to_image_dataset(ds) for data that fits in memory, or write a map-style Dataset.")
 
 
 class DivergenceError(RuntimeError):
@@ -81,6 +89,7 @@ class MinMaxTrainer:
         self._pending: list[tuple[int, int, dict[str, torch.Tensor]]] = []
         self._synced_step: tuple[int, int] | None = None
         self._callback_states: dict[str, Any] = {}
+        self._guard: BatchGuard | None = None
 
     # ------------------------------------------------------------------ views of the state (0.1 names)
     @property
@@ -124,6 +133,8 @@ class MinMaxTrainer:
         check_positive_int(epochs, "epochs")
         if not isinstance(loader, DataLoader):
             raise TypeError(f"loader must be a torch DataLoader, got {type(loader).__name__}.")
+        if isinstance(loader.dataset, IterableDataset):
+            raise TypeError(iterable_dataset_message(loader.dataset))
         if len(loader) == 0:
             raise ValueError("the training loader is empty: the dataset has no items (or batch_size > size with drop_last).")
         loader = D.shard_loader(loader, seed=self.config.seed)
@@ -134,6 +145,8 @@ class MinMaxTrainer:
         elif self.state.step == 0:
             torch.manual_seed(self.config.seed)
         callbacks = self._all_callbacks()
+        spec = self.game.batch_spec()
+        self._guard = BatchGuard(spec, self.device) if spec is not None else None
         for cb in callbacks:
             cb.on_fit_start(self)
         trainable = {p.name: self.state.nets[p.name] for p in self.players}
@@ -142,8 +155,9 @@ class MinMaxTrainer:
         try:
             for net in self.state.nets.values():
                 net.train()
-            while self.state.epoch < epochs:
-                self._run_epoch(loader, epochs, callbacks)
+            with autograd_enabled():  # training works when called under torch.inference_mode() / no_grad()
+                while self.state.epoch < epochs:
+                    self._run_epoch(loader, epochs, callbacks)
         finally:
             self._wrapped = {}
         return self.history
@@ -211,9 +225,16 @@ class MinMaxTrainer:
             for _ in range(p.steps):
                 if pi == 0 or batch is None:
                     try:
-                        batch = self._to_device(next(it))
+                        with explain_data_error(f"batch {self.state.batch_in_epoch + 1} of epoch {self.state.epoch + 1}"):
+                            raw = next(it)
                     except StopIteration:
                         return logs, stepped, True
+                    batch = self._to_device(raw)
+                    if self._guard is not None:
+                        batch = self._guard(batch, epoch=self.state.epoch, index=self.state.batch_in_epoch)
+                    elif isinstance(batch, Mapping):
+                        batch = unpack_pair(batch, f"batch {self.state.batch_in_epoch + 1}")
+                    batch = tuple(normal_tensor(b) if isinstance(b, torch.Tensor) else b for b in batch)
                     self.state.batch_in_epoch += 1
                     bar.update(1)
                 loss, parts = self._player_step(p, batch)
@@ -234,10 +255,12 @@ class MinMaxTrainer:
         self.history.epochs.append({"epoch": st.epoch, "step": st.step, "seconds": time.perf_counter() - t0, **self.metrics})
         self.save_checkpoint(callbacks)
 
-    def _to_device(self, batch: Any) -> tuple[Any, ...]:
+    def _to_device(self, batch: Any) -> Any:
         if isinstance(batch, torch.Tensor):
             batch = (batch,)
         nb = self.device.type == "cuda"
+        if isinstance(batch, Mapping):  # a dict batch ({"image": ..., "label": ...}): the guard picks the items
+            return {k: v.to(self.device, non_blocking=nb) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
         out = tuple(b.to(self.device, non_blocking=nb) if isinstance(b, torch.Tensor) else b for b in batch)
         if self.config.channels_last:
             out = tuple(b.contiguous(memory_format=torch.channels_last) if isinstance(b, torch.Tensor) and b.dim() == 4
@@ -300,7 +323,9 @@ class MinMaxTrainer:
 
     # ------------------------------------------------------------------ logs, NaN guard
     def _flush_logs(self) -> None:
-        """Move pending logs to the history (one host sync) and stop on a non-finite loss."""
+        """Move pending logs to the history (one host sync) and stop on a non-finite loss or a bad batch."""
+        if self._guard is not None:
+            self._guard.raise_if_bad()
         if not self._pending:
             return
         pending, self._pending = self._pending, []
@@ -356,11 +381,16 @@ class MinMaxTrainer:
     def load_checkpoint(self) -> None:
         """Restore the train state, the history and the callbacks' states from ``out_dir``."""
         loaded = self.checkpointer.load(game_kind=self.game.kind, config=self._config_for_check())
-        same_world = loaded.meta.get("world_size", 1) == self.dist.world_size
-        self.state.load_state_dict(loaded.tensors, loaded.meta, device=self.device, same_world=same_world)
-        if loaded.history is not None:
-            self.history = loaded.history
-            self.history.steps = [r for r in self.history.steps if r["step"] <= self.state.step]
+        try:
+            same_world = loaded.meta.get("world_size", 1) == self.dist.world_size
+            self.state.load_state_dict(loaded.tensors, loaded.meta, device=self.device, same_world=same_world)
+            if loaded.history is not None:
+                self.history = loaded.history
+                self.history.steps = [r for r in self.history.steps if r["step"] <= self.state.step]
+        except (KeyError, TypeError, IndexError, AttributeError) as e:
+            what = f"the key {e.args[0]!r} is missing" if isinstance(e, KeyError) else f"{type(e).__name__}: {e}"
+            raise CheckpointError(f"{self.checkpoint_path}: the training metadata is malformed ({what}); it was edited or "
+                                  "written by another program. Delete it to start over, or train into a new out_dir.") from None
         self._callback_states = dict(loaded.callbacks)
 
 

@@ -88,10 +88,16 @@ class GenerativeModel(Trainable):
                  build: Callable[[Any, dict[str, Any]], M]) -> M:
         """Rebuild a saved model: ``build(config, extra)`` makes it, then the weights (and ``G_ema``) are loaded."""
         meta = modelio.read_model_config(directory, cls.kind)
-        cfg: Any = modelio.config_from_dict(cls._config_class(), meta["config"])
+        cfg: Any = modelio.config_from_dict(cls._config_class(), meta["config"], Path(directory) / modelio.CONFIG)
         if device is not None:
             cfg = dataclasses.replace(cfg, device=device)
-        model = build(cfg, meta.get("extra", {}))
+        try:
+            model = build(cfg, meta.get("extra", {}))
+        except KeyError as e:
+            raise modelio.CheckpointError(f"{Path(directory) / modelio.CONFIG}: the key 'extra.{e.args[0]}' is missing "
+                                          "(truncated or edited?).") from None
+        except (TypeError, ValueError) as e:
+            raise modelio.CheckpointError(f"{Path(directory) / modelio.CONFIG}: 'extra' holds an invalid value: {e}") from None
         nets = dict(model.nets)
         if "G_ema" in meta.get("nets", []):
             model.g_ema = copy.deepcopy(model.nets["G"]).eval().requires_grad_(False)

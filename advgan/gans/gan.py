@@ -21,6 +21,7 @@ from .. import modelio
 from ..config import FLAG, Choice, Custom, Flag, Integer, Real
 from ..data.loaders import as_loader, batch_loader  # noqa: F401  (batch_loader: re-exported, its 0.1 home)
 from ..engine import Callback, MinMaxGame, MinMaxTrainer, Player, SampleGrid, TrainConfig
+from ..engine.datacheck import BatchSpec
 from ..engine.history import History
 from . import losses
 from . import nets as _nets
@@ -204,6 +205,13 @@ class _Generative(GenerativeModel, MinMaxGame):
             return loss, parts
         fake_logits = critic(self._g(G, z, y))
         return losses.g_loss(c.loss, fake_logits), {"fake_logit": fake_logits.detach().mean()}
+
+    def batch_spec(self) -> BatchSpec | None:
+        """Image data: every batch's pixels in [0, 1] (and a cGAN's labels in range); toy points: no check."""
+        if not self.is_image:
+            return None
+        return BatchSpec(what="fit() data", label=1 if self.conditional else None, num_classes=self.num_classes,
+                         channels=self.data_shape[0])
 
     # ------------------------------------------------------------------ training
     def _check_data(self, loader: DataLoader) -> None:

@@ -19,6 +19,7 @@ from attacks.checks import check_images, check_labels
 from ..config import LEARNING_RATE, Betas, Real
 from ..data.loaders import as_loader
 from ..engine import Accuracy, EngineConfig, MinMaxGame, Player, Run
+from ..engine.datacheck import BatchSpec
 from ..engine.game import Batch, LossParts, Nets
 from ..engine.history import History
 
@@ -40,6 +41,10 @@ class ClassifierGame(MinMaxGame):
 
     clf: Classifier
     _checked: bool = False
+
+    def batch_spec(self) -> BatchSpec:
+        """Every batch: pixels in [0, 1] with the classifier's channels, labels in [0, num_classes)."""
+        return BatchSpec(num_classes=self.clf.num_classes, channels=self.clf.data_chans)
 
     def check_batch(self, x: torch.Tensor, y: torch.Tensor) -> None:
         """The first batch of a run: pixels in [0, 1] with the classifier's channels, labels in range."""
