@@ -19,7 +19,8 @@ import torch
 from torch import nn
 
 from .checks import check_images, check_labels, check_targets, compute_dtype
-from .classifier import Classifier, data_chans_of, num_classes_of, select_output
+from .classifier import Classifier, data_chans_of, num_classes_of
+from .outputs import select_output
 from .threat import ThreatModel
 
 

@@ -7,10 +7,8 @@ trainable for fine-tuning.
 from __future__ import annotations
 
 import contextlib
-import math
-import re
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,69 +16,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .arch import check_arch, check_arch_kwargs
-from .checkpoint import CheckpointError, check_kind, load_json, load_state_dict_into, load_tensors, save_json, save_tensors
+from .arch import check_arch_kwargs
+from .checkpoint import CheckpointError, load_state_dict_into, load_tensors, save_json, save_tensors
 from .checks import check_images, looks_like_probabilities
+from .classifier_config import FORMAT_VERSION, KIND, read_classifier_config
 from .models import builtin_factory, create_module, is_builtin
+from .outputs import Output, check_output_selector, select_output
 
-KIND = "classifier"
-FORMAT_VERSION = 1
 _LUMA = (0.299, 0.587, 0.114)
-_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
-Output = str | int | Callable[[Any], torch.Tensor] | None
-
-
-def _check_output_selector(output: Any) -> Output:
-    if output is None or callable(output):
-        return output  # type: ignore[no-any-return]
-    if isinstance(output, bool) or not isinstance(output, (int, str)):
-        raise TypeError(f"output must be None, a key or attribute name (e.g. 'logits'), an index (e.g. 0) or a callable "
-                        f"picking the logits from the model's output, got {type(output).__name__} ({output!r}).")
-    if isinstance(output, str) and not _KEY.match(output):
-        raise ValueError(f"output must be a key or attribute name such as 'logits', got {output!r}.")
-    return output
-
-
-def _describe(out: Any) -> str:
-    if isinstance(out, Mapping):
-        return f"a {type(out).__name__} with keys {list(out)[:8]}"
-    if isinstance(out, (tuple, list)):
-        return f"a {type(out).__name__} of {len(out)} items ({', '.join(type(o).__name__ for o in out[:4])})"
-    fields = [k for k in ("logits", "last_hidden_state", "pooler_output") if hasattr(out, k)]
-    return f"a {type(out).__name__}" + (f" with attributes {fields}" if fields else "")
-
-
-def select_output(out: Any, output: Output) -> torch.Tensor:
-    """The logits tensor in a model's output: the output itself (``output=None``), ``out[key]`` /
-    ``out.key`` (a name), ``out[i]`` (an index) or ``output(out)`` (a callable)."""
-    picked = out
-    if output is None:
-        if isinstance(out, torch.Tensor):
-            return out
-        hint = ("output='logits'" if (isinstance(out, Mapping) and "logits" in out) or hasattr(out, "logits")
-                else "output=0" if isinstance(out, (tuple, list)) else "output=<key, index or function>")
-        raise TypeError(f"the model returned {_describe(out)}, not a logits tensor. Tell the Classifier which part holds "
-                        f"the logits: Classifier(model, num_classes, ..., {hint}).")
-    if callable(output):
-        picked = output(out)
-    elif isinstance(output, int):
-        if not isinstance(out, (tuple, list)) or not -len(out) <= output < len(out):
-            raise TypeError(f"output={output} selects an item by index, but the model returned {_describe(out)}.")
-        picked = out[output]
-    else:
-        if isinstance(out, Mapping) and output in out:
-            picked = out[output]
-        elif not isinstance(out, Mapping) and hasattr(out, output):
-            picked = getattr(out, output)
-        else:
-            raise TypeError(f"output={output!r} names a key or attribute the model's output does not have: it returned "
-                            f"{_describe(out)}.")
-    if not isinstance(picked, torch.Tensor):
-        raise TypeError(f"output={output!r} picked a {type(picked).__name__} from the model's output ({_describe(out)}), "
-                        "not a logits tensor.")
-    return picked
-
-
 def _as_tuple(v: float | Sequence[float], n: int, name: str) -> tuple[float, ...]:
     t = (float(v),) if isinstance(v, (int, float)) else tuple(float(a) for a in v)
     if len(t) == n:
@@ -130,7 +73,7 @@ class Classifier(nn.Module):
         super().__init__()
         if not isinstance(module, nn.Module):
             raise TypeError(f"module must be a torch.nn.Module, got {type(module).__name__}.")
-        output = _check_output_selector(output)
+        output = check_output_selector(output)
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
             raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}.")
         if in_chans is None:
@@ -376,61 +319,6 @@ class Classifier(nn.Module):
             raise CheckpointError(f"{d / 'config.json'}: {e}") from None
         clf.extra = cfg["extra"]
         return clf.to(device)
-
-
-def _bad(path: Path, key: str, what: str, value: Any) -> CheckpointError:
-    return CheckpointError(f"{path}: '{key}' must be {what}, got {value!r}. Was the file edited or written by another program?")
-
-
-def read_classifier_config(path: str | Path) -> dict[str, Any]:
-    """A classifier's ``config.json``, every field checked; errors name the file and the key."""
-    path = Path(path)
-    cfg = load_json(path, what="classifier")
-    check_kind(cfg, KIND, path.parent)
-    version = cfg.get("format_version", FORMAT_VERSION)
-    if isinstance(version, bool) or not isinstance(version, int) or version > FORMAT_VERSION or version < 1:
-        raise CheckpointError(f"{path}: 'format_version' is {version!r}; this version of the library reads classifier "
-                              f"format 1..{FORMAT_VERSION}. Upgrade advgan, or re-save the classifier.")
-    out: dict[str, Any] = {}
-    for key in ("num_classes", "in_chans", "mean", "std"):
-        if key not in cfg:
-            raise CheckpointError(f"{path}: the key '{key}' is missing (truncated or edited?).")
-
-    def integer(key: str, lo: int, optional: bool = False) -> int | None:
-        v = cfg.get(key)
-        if v is None and optional:
-            return None
-        if isinstance(v, bool) or not isinstance(v, int) or v < lo:
-            raise _bad(path, key, f"an integer >= {lo}" + (" or null" if optional else ""), v)
-        return v
-
-    out["num_classes"] = integer("num_classes", 2)
-    out["in_chans"] = integer("in_chans", 1)
-    out["data_chans"] = integer("data_chans", 1, optional=True)
-    for key in ("mean", "std"):
-        v = cfg[key]
-        if not isinstance(v, list) or not v or not all(
-                isinstance(a, (int, float)) and not isinstance(a, bool) and math.isfinite(a) for a in v):
-            raise _bad(path, key, "a non-empty list of finite numbers", v)
-        out[key] = v
-    size = cfg.get("input_size")
-    if size is not None and not (isinstance(size, list) and len(size) == 2
-                                 and all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in size)):
-        raise _bad(path, "input_size", "[H, W] (two positive integers) or null", size)
-    out["input_size"] = size
-    output = cfg.get("output")
-    if output is not None and output != "<callable>":
-        try:
-            _check_output_selector(output)
-        except (TypeError, ValueError):
-            raise _bad(path, "output", "a key name, an index or null", output) from None
-    out["output"] = output
-    extra = cfg.get("extra", {})
-    if not isinstance(extra, dict):
-        raise _bad(path, "extra", "a JSON object", extra)
-    out["extra"] = extra
-    out["arch"] = check_arch(cfg.get("arch"), where=str(path))
-    return out
 
 
 def unwrap_classifier(model: nn.Module) -> nn.Module:
