@@ -184,7 +184,10 @@ def test_bad_images_get_the_shared_hints(digits):
     with pytest.raises(ValueError, match="channel"):
         corrupt(torch.rand(1, 4, 8, 8), "fog", 1)
     with pytest.raises(TypeError, match="torch.Tensor"):
-        corrupt(digits.numpy(), "fog", 1)
+        corrupt(digits.tolist(), "fog", 1)
+    # a NumPy array follows the shared dtype policy: accepted as a tensor, never written
+    arr = digits.numpy().copy()
+    assert torch.equal(corrupt(arr, "fog", 1), corrupt(digits, "fog", 1)) and np.array_equal(arr, digits.numpy())
     with pytest.raises(TypeError, match="seed must be an int"):
         corrupt(digits, "fog", 1, seed=1.5)
     with pytest.raises(ValueError, match="unknown corruption or group"):

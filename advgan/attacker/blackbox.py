@@ -75,7 +75,7 @@ class BlackBox:
 
     def _query(self, x: torch.Tensor) -> torch.Tensor:
         if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.shape[1] != self.data_chans:
-            check_images(x, channels=self.data_chans)
+            x = check_images(x, channels=self.data_chans)
         x = x.detach()
         dev = self._device()
         outs = []

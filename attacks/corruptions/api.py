@@ -109,7 +109,7 @@ def corrupt(x: torch.Tensor, name: str, severity: int, *, seed: int = 0) -> torc
     check_corruption(name)
     check_severity(severity)
     check_corruption_seed(seed)
-    check_images(x, channels=(1, 3))
+    x = check_images(x, channels=(1, 3))  # a NumPy array becomes a tensor (the shared dtype policy)
     work = x.detach().to(_work_dtype(x.dtype))
     gen = torch.Generator(device=x.device).manual_seed(seed)
     # full precision even inside a caller's autocast region (evaluation with amp=True)
