@@ -17,6 +17,7 @@ from torch import nn
 
 from .base import frozen_eval
 from .checks import resolve_device
+from .devices import device_snapshot, restore_devices
 from .classifier import num_classes_of
 from .eval_loop import run_evaluation
 from .eval_plan import EvalOptions, plan_attacks
@@ -106,18 +107,16 @@ def evaluate(
                        targeted=bool(targeted), seed=seed, progress=bool(progress), sanity_checks=bool(sanity_checks),
                        grid_images=grid_images, crosscheck=bool(crosscheck_foolbox), num_classes=num_classes,
                        n_batches=n_batches)
-    moved = orig_device is not None and orig_device != dev
     cl = channels_last and any(p.dim() == 4 for p in model.parameters())
-    if moved:
-        model.to(dev)
-    if cl:
-        model.to(memory_format=torch.channels_last)
+    snap = device_snapshot(model)  # every tensor goes back where it was, even after a move that failed half-way
     try:
+        model.to(dev)
+        if cl:
+            model.to(memory_format=torch.channels_last)
         with frozen_eval(model), torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
             torch.manual_seed(seed)
             return run_evaluation(model, loader, plan, opts)
     finally:
         if cl:
             model.to(memory_format=torch.contiguous_format)
-        if moved:
-            model.to(orig_device)
+        restore_devices(snap)

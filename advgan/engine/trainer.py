@@ -13,8 +13,11 @@ WGAN-GP with k critic steps, and pix2pix/AdvGAN with k = 1). An epoch is one pas
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
+import signal
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -27,22 +30,33 @@ from tqdm.auto import tqdm
 
 from attacks.checkpoint import set_rng_state
 from attacks.checks import check_positive_int, resolve_device
+from attacks.devices import restored_on_error
 
 from . import distributed as D
 from . import parallel
 from .callbacks import Callback, GameHooks
-from .checkpoint import Checkpointer, comparable_config
+from .checkpoint import CHECKPOINT, HISTORY, Checkpointer, comparable_config
 from .config import SCHEDULES, EngineConfig, TrainConfig
+from .fingerprint import data_fingerprint, modules_fingerprint
 from .game import MinMaxGame, Player, call_legacy_loss, uses_nets
 from .history import History
 from .optim import autocast, make_optimizer, make_schedulers
+from .rundir import RunLock, check_out_dir
 from .state import TrainState
 
-__all__ = ["MinMaxTrainer", "DivergenceError", "MinMaxGame", "Player", "TrainConfig", "EngineConfig", "SCHEDULES"]
+__all__ = ["MinMaxTrainer", "DivergenceError", "TrainingInterrupted", "MinMaxGame", "Player", "TrainConfig", "EngineConfig", "SCHEDULES"]
 
 
 class DivergenceError(RuntimeError):
     """A loss became NaN/Inf; training stopped and the last good checkpoint was kept."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped training at a safe point; ``checkpoint`` (when an out_dir was given) resumes it exactly."""
+
+    def __init__(self, message: str, *, checkpoint: Path | None, step: int) -> None:
+        super().__init__(message)
+        self.checkpoint, self.step = checkpoint, step
 
 
 class MinMaxTrainer:
@@ -62,19 +76,26 @@ class MinMaxTrainer:
         unknown = [p.name for p in self.players if p.name not in game.nets]
         if unknown:
             raise ValueError(f"players {unknown} have no network in game.nets ({list(game.nets)}).")
+        self.checkpointer = Checkpointer(self.out_dir)
+        if self.out_dir is not None:  # before any work: a folder that can never receive the checkpoint is refused now
+            check_out_dir(self.out_dir, files=(CHECKPOINT, HISTORY))
+            self.checkpointer.check()
         nets = dict(game.nets)
-        for net in list(nets.values()) + list(game.frozen_modules()):
-            net.to(self.device)
-        if config.channels_last:
-            for net in nets.values():
-                net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        # a move that fails half-way (out of memory, a device that vanished) puts the caller's models back
+        with restored_on_error(*nets.values(), *game.frozen_modules()):
+            for net in list(nets.values()) + list(game.frozen_modules()):
+                net.to(self.device)
+            if config.channels_last:
+                for net in nets.values():
+                    net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         optimizers = {p.name: make_optimizer(p, nets[p.name].parameters()) for p in self.players}
         ema = {p.name: copy.deepcopy(nets[p.name]).eval().requires_grad_(False) for p in self.players if p.ema and config.ema_decay}
         self.autocast, scaler = autocast(self.device, config.amp)
         scalers = {p.name: copy.deepcopy(scaler) for p in self.players} if scaler is not None else {}
         self.state = TrainState(nets, optimizers, ema, scalers=scalers)
         self.history = History()
-        self.checkpointer = Checkpointer(self.out_dir)
+        self._fingerprint: dict[str, Any] = {}
+        self._interrupted = False
         self.callbacks: list[Callback] = list(callbacks)
         self.metrics: dict[str, Any] = {}  #: the metrics of the epoch being closed (what earlier callbacks returned)
         self._wrapped: dict[str, nn.Module] = {}
@@ -126,27 +147,69 @@ class MinMaxTrainer:
             raise TypeError(f"loader must be a torch DataLoader, got {type(loader).__name__}.")
         if len(loader) == 0:
             raise ValueError("the training loader is empty: the dataset has no items (or batch_size > size with drop_last).")
-        loader = D.shard_loader(loader, seed=self.config.seed)
-        rounds_per_epoch = math.ceil(len(loader) / self.players[0].steps)
-        self.state.schedulers = make_schedulers(self.state.optimizers, self.config.lr_schedule, epochs * rounds_per_epoch)
-        if resume and self.has_checkpoint():
-            self.load_checkpoint()
-        elif self.state.step == 0:
-            torch.manual_seed(self.config.seed)
-        callbacks = self._all_callbacks()
-        for cb in callbacks:
-            cb.on_fit_start(self)
-        trainable = {p.name: self.state.nets[p.name] for p in self.players}
-        self._wrapped = parallel.wrap(trainable, dist=self.dist, device=self.device, compile=self.config.compile,
-                                      find_unused=self.config.ddp_find_unused)
-        try:
-            for net in self.state.nets.values():
-                net.train()
-            while self.state.epoch < epochs:
-                self._run_epoch(loader, epochs, callbacks)
-        finally:
-            self._wrapped = {}
+        lock = RunLock(self.out_dir) if self.out_dir is not None and self.dist.is_main else contextlib.nullcontext()
+        with lock:  # the only writer of out_dir until the run ends
+            if self.out_dir is not None:
+                self._fingerprint = {"data": data_fingerprint(loader.dataset),
+                                     "fixed_models": modules_fingerprint(list(self.game.frozen_modules()))}
+            loader = D.shard_loader(loader, seed=self.config.seed)
+            rounds_per_epoch = math.ceil(len(loader) / self.players[0].steps)
+            self.state.schedulers = make_schedulers(self.state.optimizers, self.config.lr_schedule, epochs * rounds_per_epoch)
+            if resume and self.has_checkpoint():
+                self.load_checkpoint()
+            elif self.state.step == 0:
+                torch.manual_seed(self.config.seed)
+            callbacks = self._all_callbacks()
+            for cb in callbacks:
+                cb.on_fit_start(self)
+            trainable = {p.name: self.state.nets[p.name] for p in self.players}
+            self._wrapped = parallel.wrap(trainable, dist=self.dist, device=self.device, compile=self.config.compile,
+                                          find_unused=self.config.ddp_find_unused)
+            try:
+                with self._stop_on_sigint():
+                    for net in self.state.nets.values():
+                        net.train()
+                    while self.state.epoch < epochs:
+                        self._run_epoch(loader, epochs, callbacks)
+                        if self._interrupted:
+                            self._stop_interrupted()
+            finally:
+                self._wrapped = {}
         return self.history
+
+    @contextlib.contextmanager
+    def _stop_on_sigint(self) -> Iterator[None]:
+        """Ctrl-C (SIGINT) stops at the end of the current round, after a checkpoint; a second Ctrl-C stops at once.
+
+        Only in the main thread of a single-process run (under DDP every rank would have to agree on the step).
+        """
+        self._interrupted = False
+        if threading.current_thread() is not threading.main_thread() or self.dist.active:
+            yield
+            return
+
+        def handler(signum: int, frame: Any) -> None:
+            if self._interrupted:
+                raise KeyboardInterrupt
+            self._interrupted = True
+
+        try:
+            previous = signal.signal(signal.SIGINT, handler)
+        except (ValueError, OSError):  # not allowed here (e.g. an embedded interpreter)
+            yield
+            return
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+    def _stop_interrupted(self) -> None:
+        """Raise :class:`TrainingInterrupted` (a KeyboardInterrupt) saying where the run can resume from."""
+        ck = self.checkpoint_path
+        where = (f"a checkpoint at step {self.state.step} is saved in {ck}; re-running the same command (or fit) resumes from it"
+                 if ck is not None and ck.is_file() else "no out_dir was given, so nothing was saved")
+        raise TrainingInterrupted(f"training interrupted at step {self.state.step} (epoch {self.state.epoch + 1}): {where}.",
+                                  checkpoint=ck if ck is not None and ck.is_file() else None, step=self.state.step)
 
     def _all_callbacks(self) -> list[Callback]:
         extra = [GameHooks(self.game)] if not uses_nets(self.game.loss) and GameHooks.wanted(self.game) else []
@@ -182,10 +245,13 @@ class MinMaxTrainer:
                 self._flush_logs()
                 last = self.history.steps[-1]
                 bar.set_postfix({k.replace("/loss", ""): f"{v:.3g}" for k, v in last.items() if k.endswith("/loss")})
-            if cfg.checkpoint_every and st.step % cfg.checkpoint_every == 0 and not done:
-                self.save_checkpoint(callbacks)
+            if not done and (self._interrupted or (cfg.checkpoint_every and st.step % cfg.checkpoint_every == 0)):
+                self.save_checkpoint(callbacks)  # on Ctrl-C: the same safe point as a periodic checkpoint
             for cb in callbacks:
                 cb.on_step_end(self)
+            if self._interrupted and not done:
+                bar.close()
+                self._stop_interrupted()
         bar.close()
         self._end_epoch(t0, callbacks)
 
@@ -349,13 +415,13 @@ class MinMaxTrainer:
             cbs = self.callbacks if callbacks is None else callbacks
             self.checkpointer.save(tensors, meta, game_kind=self.game.kind, config=self._config_for_check(),
                                    history=self.history, callbacks={_callback_name(cb): cb.state_dict() for cb in cbs},
-                                   world_size=self.dist.world_size)
+                                   world_size=self.dist.world_size, fingerprint=self._fingerprint)
         D.barrier()
         return self.checkpoint_path
 
     def load_checkpoint(self) -> None:
         """Restore the train state, the history and the callbacks' states from ``out_dir``."""
-        loaded = self.checkpointer.load(game_kind=self.game.kind, config=self._config_for_check())
+        loaded = self.checkpointer.load(game_kind=self.game.kind, config=self._config_for_check(), fingerprint=self._fingerprint)
         same_world = loaded.meta.get("world_size", 1) == self.dist.world_size
         self.state.load_state_dict(loaded.tensors, loaded.meta, device=self.device, same_world=same_world)
         if loaded.history is not None:
