@@ -76,7 +76,7 @@ def check_out_dir(out: str | os.PathLike[str], *, inputs: Mapping[str, str | os.
             continue
         s = _resolve(src)
         if _inside(res, s):
-            rel = "is" if res == s else "is inside"
+            rel = "is the same directory as" if res == s else "is inside"
             raise RunDirError(f"{what} {raw} {rel} {name} {src}: the run would overwrite its own input. "
                               "Choose an output directory outside it.")
         if _inside(s, res):

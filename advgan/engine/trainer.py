@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 
 from attacks.checkpoint import set_rng_state
 from attacks.checks import check_positive_int, resolve_device
-from attacks.devices import restored_on_error
+from attacks.devices import device_snapshot, restore_devices, restored_on_error
 
 from . import distributed as D
 from . import parallel
@@ -81,6 +81,8 @@ class MinMaxTrainer:
             check_out_dir(self.out_dir, files=(CHECKPOINT, HISTORY))
             self.checkpointer.check()
         nets = dict(game.nets)
+        #: the caller's fixed models (e.g. AdvGAN's target) as they were: put back if training fails or is interrupted
+        self._frozen_snapshots = [device_snapshot(m) for m in game.frozen_modules()]
         # a move that fails half-way (out of memory, a device that vanished) puts the caller's models back
         with restored_on_error(*nets.values(), *game.frozen_modules()):
             for net in list(nets.values()) + list(game.frozen_modules()):
@@ -167,12 +169,18 @@ class MinMaxTrainer:
                                           find_unused=self.config.ddp_find_unused)
             try:
                 with self._stop_on_sigint():
+                    for net in self.game.frozen_modules():
+                        net.to(self.device)  # again, if a failed fit put them back
                     for net in self.state.nets.values():
                         net.train()
                     while self.state.epoch < epochs:
                         self._run_epoch(loader, epochs, callbacks)
                         if self._interrupted:
                             self._stop_interrupted()
+            except BaseException:
+                for snap in self._frozen_snapshots:  # the caller's target back on its device, with its own tensors
+                    restore_devices(snap)
+                raise
             finally:
                 self._wrapped = {}
         return self.history
