@@ -14,45 +14,46 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
-Snapshot = list[tuple[nn.Module, str, str, torch.Tensor]]
+Snapshot = list[tuple[nn.Module, str, str, torch.Tensor, torch.Tensor]]
 
 
 def device_snapshot(model: nn.Module) -> Snapshot:
-    """The tensor objects of every parameter (``p``), gradient (``g``) and buffer (``b``) of ``model``.
+    """The tensors of every parameter (``p``), gradient (``g``) and buffer (``b``) of ``model``, as objects.
 
-    A move replaces them (``.to`` makes new tensors); keeping the originals lets :func:`restore_devices`
-    put back the exact bits on the exact device, with no copy, even from a device without data (``meta``)
-    or after a move that failed half-way. Only for models the block does not train (their values must
-    not change meanwhile): a caller's model under evaluation, a frozen target.
+    A move replaces them (``.to`` makes new tensors, and for some devices, e.g. ``meta``, new Parameter
+    objects); keeping the originals lets :func:`restore_devices` put back the exact bits on the exact
+    device, with no copy, even from a device without data or after a move that failed half-way. Only for
+    models the block does not train (their values must not change meanwhile): a caller's model under
+    evaluation, a frozen target.
     """
     snap: Snapshot = []
     for mod in model.modules():
         for name, p in mod._parameters.items():
             if p is not None:
-                snap.append((mod, "p", name, p.data))
+                snap.append((mod, "p", name, p, p.data))
                 if p.grad is not None:
-                    snap.append((mod, "g", name, p.grad))
+                    snap.append((mod, "g", name, p, p.grad))
         for name, b in mod._buffers.items():
             if b is not None:
-                snap.append((mod, "b", name, b))
+                snap.append((mod, "b", name, b, b))
     return snap
 
 
 def restore_devices(snap: Snapshot) -> None:
-    """Put every tensor of a :func:`device_snapshot` back (parameters keep their identity: ``param.data`` is set)."""
+    """Put every tensor of a :func:`device_snapshot` back: the original Parameter objects with their original data."""
     with torch.no_grad():
-        for mod, kind, name, t in snap:
+        for mod, kind, name, obj, data in snap:
             if kind == "b":
-                if mod._buffers.get(name) is not t:
-                    mod._buffers[name] = t
+                if mod._buffers.get(name) is not obj:
+                    mod._buffers[name] = obj
                 continue
-            p = mod._parameters.get(name)
-            if p is None:
-                continue
-            if kind == "p" and p.data is not t:
-                p.data = t
-            elif kind == "g" and p.grad is not t:
-                p.grad = t
+            if mod._parameters.get(name) is not obj:
+                mod._parameters[name] = obj  # type: ignore[assignment]
+            if kind == "p":
+                if obj.data.device != data.device or obj.data.data_ptr() != data.data_ptr():
+                    obj.data = data
+            elif kind == "g" and obj.grad is not data:
+                obj.grad = data
 
 
 @contextlib.contextmanager

@@ -218,9 +218,10 @@ class BlackBoxAdvGAN:
         if not resume:
             return
         from ..engine.checkpoint import CHECKPOINT
+        from ..engine.rundir import ENGINE_SUBDIR
 
         has_surrogate = sdir is not None and (sdir / "config.json").is_file()
-        if (out / CHECKPOINT).is_file() and not has_surrogate:
+        if any((d / CHECKPOINT).is_file() for d in (out, out / ENGINE_SUBDIR)) and not has_surrogate:
             raise CheckpointError(f"{out} holds an AdvGAN run without a black-box surrogate (a white-box run?); "
                                   "train the black-box attacker into another out_dir.")
         if not has_surrogate or sdir is None:

@@ -25,6 +25,16 @@ LOCK = ".advgan.lock"
 OUTPUT_SUFFIXES = (".safetensors", ".json", ".png", ".md", ".csv")
 
 
+#: models keep the engine's checkpoint in ``<run folder>/checkpoint``; the lock is on the run folder
+ENGINE_SUBDIR = "checkpoint"
+
+
+def run_dir_of(engine_dir: str | os.PathLike[str]) -> Path:
+    """The run folder an engine directory belongs to (``run/checkpoint`` -> ``run``), which the lock covers."""
+    p = Path(engine_dir)
+    return p.parent if p.name == ENGINE_SUBDIR else p
+
+
 class RunDirError(ValueError):
     """An output directory that cannot hold the run (a file, read-only, inside an input, ...)."""
 

@@ -41,7 +41,7 @@ from .fingerprint import data_fingerprint, modules_fingerprint
 from .game import MinMaxGame, Player, call_legacy_loss, uses_nets
 from .history import History
 from .optim import autocast, make_optimizer, make_schedulers
-from .rundir import RunLock, check_out_dir
+from .rundir import RunLock, check_out_dir, run_dir_of
 from .state import TrainState
 
 __all__ = ["MinMaxTrainer", "DivergenceError", "TrainingInterrupted", "MinMaxGame", "Player", "TrainConfig", "EngineConfig", "SCHEDULES"]
@@ -78,6 +78,7 @@ class MinMaxTrainer:
             raise ValueError(f"players {unknown} have no network in game.nets ({list(game.nets)}).")
         self.checkpointer = Checkpointer(self.out_dir)
         if self.out_dir is not None:  # before any work: a folder that can never receive the checkpoint is refused now
+            check_out_dir(run_dir_of(self.out_dir))  # the run folder first (the engine may keep run/checkpoint)
             check_out_dir(self.out_dir, files=(CHECKPOINT, HISTORY))
             self.checkpointer.check()
         nets = dict(game.nets)
@@ -149,7 +150,8 @@ class MinMaxTrainer:
             raise TypeError(f"loader must be a torch DataLoader, got {type(loader).__name__}.")
         if len(loader) == 0:
             raise ValueError("the training loader is empty: the dataset has no items (or batch_size > size with drop_last).")
-        lock = RunLock(self.out_dir) if self.out_dir is not None and self.dist.is_main else contextlib.nullcontext()
+        lock = (RunLock(run_dir_of(self.out_dir)) if self.out_dir is not None and self.dist.is_main
+                else contextlib.nullcontext())
         with lock:  # the only writer of out_dir until the run ends
             if self.out_dir is not None:
                 self._fingerprint = {"data": data_fingerprint(loader.dataset),
