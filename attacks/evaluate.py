@@ -17,8 +17,8 @@ from torch import nn
 
 from .base import frozen_eval
 from .checks import resolve_device
-from .devices import device_snapshot, restore_devices
 from .classifier import num_classes_of
+from .devices import device_snapshot, restore_devices
 from .eval_loop import run_evaluation
 from .eval_plan import EvalOptions, plan_attacks
 from .report import Report

@@ -157,10 +157,12 @@ def test_second_run_on_the_same_out_gets_a_clear_error(clf_dir, tmp_path, capsys
 def test_concurrent_runs_in_two_processes(tmp_path):
     """A real second process: it waits for nothing and fails at once while the first holds the lock."""
     out = tmp_path / "out"
-    code = ("import sys, time; from advgan.engine.rundir import RunLock\n"
-            "l = RunLock(sys.argv[1]); l.acquire(); print('held', flush=True); time.sleep(float(sys.argv[2])); l.release()")
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    first = subprocess.Popen([sys.executable, "-c", code, str(out), "60"], stdout=subprocess.PIPE, text=True, env=env)
+    # rundir.py needs no torch: load the file alone so the second process starts in a blink
+    code = ("import importlib.util as u, sys, time\n"
+            "spec = u.spec_from_file_location('rundir', sys.argv[3]); m = u.module_from_spec(spec); spec.loader.exec_module(m)\n"
+            "l = m.RunLock(sys.argv[1]); l.acquire(); print('held', flush=True); time.sleep(float(sys.argv[2])); l.release()")
+    first = subprocess.Popen([sys.executable, "-c", code, str(out), "60", str(ROOT / "advgan" / "engine" / "rundir.py")],
+                             stdout=subprocess.PIPE, text=True)
     try:
         assert first.stdout is not None and first.stdout.readline().strip() == "held"
         with pytest.raises(RunLockedError, match=rf"pid {first.pid}"):
