@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -24,13 +25,44 @@ class CheckpointError(ValueError):
     """A checkpoint is missing, truncated, of the wrong kind or unsafe to load."""
 
 
+def current_umask() -> int:
+    """The process umask (read without changing it where /proc allows; else set and put back at once)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _target_mode(path: Path) -> int:
+    """The mode the written file gets: a replaced file keeps its own; a new one gets 0o666 & ~umask (like open())."""
+    try:
+        return stat.S_IMODE(path.stat().st_mode)
+    except OSError:
+        return 0o666 & ~current_umask()
+
+
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically (temp file + fsync + rename)."""
+    """Write ``data`` to ``path`` atomically (temp file + fsync + rename).
+
+    The file's permissions are those of a plain ``open(path, "wb")``: a new file gets ``0o666 & ~umask``,
+    a replaced file keeps its mode (the temporary file is private until it is renamed).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_dir():
+        raise IsADirectoryError(f"cannot write {path}: it is a directory. Remove or rename it, or write elsewhere.")
+    mode = _target_mode(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
+            if hasattr(os, "fchmod"):
+                os.fchmod(f.fileno(), mode)
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
@@ -65,6 +97,8 @@ def _json_default(o: Any) -> Any:
 
 def load_json(path: str | os.PathLike[str], *, what: str = "checkpoint") -> dict[str, Any]:
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{what}: {path} is a directory, not a JSON file.")
     if not path.is_file():
         raise CheckpointError(f"{what}: {path} does not exist. Point to a directory written by .save().")
     try:
@@ -91,6 +125,9 @@ def load_tensors(path: str | os.PathLike[str], *, what: str = "checkpoint", devi
             "arbitrary code when loaded. Convert trusted weights once with "
             "safetensors.torch.save_file(torch.load(path, weights_only=True), 'model.safetensors')."
         )
+    if path.is_dir():
+        raise CheckpointError(f"{what}: {path} is a directory, not a safetensors file. Point to the file (or to the "
+                              "model directory that holds it).")
     if not path.is_file():
         raise CheckpointError(f"{what}: {path} does not exist. Point to a directory written by .save().")
     data = path.read_bytes()

@@ -248,15 +248,39 @@ def looks_like_probabilities(out: torch.Tensor) -> bool:
 
 
 def resolve_device(name: str | torch.device | None = "auto") -> torch.device:
-    """'auto' -> cuda if available else cpu; a clear error for an unavailable device."""
+    """'auto' -> cuda if available else cpu; a clear ``ValueError`` for a device that cannot run here.
+
+    Refused up front (before any model is moved): ``meta`` (tensors without data: a model moved there
+    loses its weights), ``cuda`` without CUDA or with an index past the last GPU, ``mps`` without MPS,
+    and any other device type this build of torch cannot use.
+    """
     if name in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if not isinstance(name, (str, torch.device)):
+        raise TypeError(f"device must be a string like 'cpu', 'cuda', 'cuda:1' or 'auto', got {type(name).__name__}.")
     try:
         dev = torch.device(name)
     except RuntimeError:
         raise ValueError(f"unknown device {name!r}; use cpu, cuda, cuda:N or auto.") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} requested but CUDA is not available on this machine; use --device cpu.")
+    if dev.type == "cpu":
+        return dev
+    if dev.type == "meta":
+        raise ValueError(f"device {name!r} holds no data (a model moved there loses its weights); use cpu, cuda or auto.")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {name!r} requested but CUDA is not available on this machine; use --device cpu.")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"device {name!r} requested but this machine has {torch.cuda.device_count()} CUDA device(s) "
+                             f"(cuda:0 to cuda:{torch.cuda.device_count() - 1}).")
+        return dev
+    if dev.type == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise ValueError(f"device {name!r} requested but Apple MPS is not available on this machine; use cpu or auto.")
+        return dev
+    backend = getattr(torch, dev.type, None)
+    if backend is None or not callable(getattr(backend, "is_available", None)) or not backend.is_available():
+        raise ValueError(f"device {name!r} is not available on this machine; use cpu, cuda or auto.")
     return dev
 
 

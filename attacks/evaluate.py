@@ -21,6 +21,7 @@ from .checks import resolve_device
 from .classifier import num_classes_of
 from .corruption_results import plan_corruptions
 from .corruptions import SEVERITIES
+from .devices import device_snapshot, restore_devices
 from .eval_loop import run_evaluation
 from .eval_plan import EvalOptions, plan_attacks
 from .report import Report
@@ -119,25 +120,24 @@ def evaluate(
                        targeted=bool(targeted), seed=seed, progress=bool(progress), sanity_checks=bool(sanity_checks),
                        grid_images=grid_images, crosscheck=bool(crosscheck_foolbox), num_classes=num_classes,
                        n_batches=n_batches, corruptions=cplan)
-    with _placed(model, orig_device, dev, bool(channels_last)), frozen_eval(model), \
+    with _placed(model, dev, bool(channels_last)), frozen_eval(model), \
             torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
         torch.manual_seed(seed)
         return run_evaluation(model, loader, plan, opts)
 
 
 @contextlib.contextmanager
-def _placed(model: nn.Module, orig: torch.device | None, dev: torch.device, channels_last: bool) -> Iterator[None]:
-    """The model on ``dev`` (and channels-last) inside; its device and memory format restored after, on every path."""
-    moved = orig is not None and orig != dev
+def _placed(model: nn.Module, dev: torch.device, channels_last: bool) -> Iterator[None]:
+    """The model on ``dev`` (and channels-last) inside; every tensor back where it was after, on every path
+    (even after a move that failed half-way)."""
     cl = channels_last and any(p.dim() == 4 for p in model.parameters())
-    if moved:
-        model.to(dev)
-    if cl:
-        model.to(memory_format=torch.channels_last)
+    snap = device_snapshot(model)
     try:
+        model.to(dev)
+        if cl:
+            model.to(memory_format=torch.channels_last)
         yield
     finally:
         if cl:
             model.to(memory_format=torch.contiguous_format)
-        if moved:
-            model.to(orig)
+        restore_devices(snap)

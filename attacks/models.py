@@ -93,3 +93,23 @@ def module_device(module: nn.Module) -> torch.device:
     for b in module.buffers():
         return b.device
     return torch.device("cpu")
+
+
+def check_architecture(name: object, what: str = "architecture") -> str:
+    """``name`` if it names a built-in or timm architecture, else ValueError listing valid ones (builds nothing)."""
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"{what} must be an architecture name (a string), got {name!r}.")
+    if name in _REGISTRY:
+        return name
+    try:
+        import timm
+    except ImportError:
+        raise ValueError(f"{what}: {name!r} is not a built-in model ({', '.join(builtin_models())}) and timm is not "
+                         "installed.") from None
+    if timm.is_model(name):
+        return name
+    close = timm.list_models(f"*{name[:4]}*")[:8] if len(name) >= 3 else []
+    raise ValueError(
+        f"{what}: unknown model {name!r}: not a built-in ({', '.join(builtin_models())}) nor a timm model. "
+        f"{'Close timm names: ' + ', '.join(close) + '. ' if close else ''}List all with timm.list_models()."
+    )

@@ -27,15 +27,18 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from attacks.base import frozen_eval
-from attacks.checkpoint import save_json
+from attacks.checkpoint import CheckpointError, load_json, save_json
 from attacks.checks import check_choice, check_images, check_positive_int
 from attacks.classifier import Classifier
+from attacks.models import check_architecture
 
 from .. import data as data_mod
 from ..config import Integer, Real
 from ..engine import Callback, Player
+from ..engine.fingerprint import data_fingerprint, first_difference
 from ..engine.game import Batch, LossParts, Nets
 from ..engine.history import History
+from ..engine.rundir import RunLock, check_out_dir
 from .callbacks import QueryCount
 from .game import AdvGANGame
 from .generator_attack import GeneratorAttack
@@ -201,6 +204,42 @@ class BlackBoxAdvGAN:
             raise TypeError(f"expected a torch Dataset or DataLoader of (image, label) pairs, got {type(data).__name__}.")
         out = Path(out_dir) if out_dir is not None else None
         sdir = out / "surrogate" if out is not None else None
+        # before the first query: the surrogate's architecture, the output folder and what it already holds
+        check_architecture(self.surrogate_arch, "surrogate")
+        if out is None:
+            return self._fit(ds, epochs, out, sdir, resume, val_loader)
+        check_out_dir(out)
+        with RunLock(out):
+            self._check_resumable(out, sdir, ds, resume)
+            return self._fit(ds, epochs, out, sdir, resume, val_loader)
+
+    def _check_resumable(self, out: Path, sdir: Path | None, ds: Dataset, resume: bool) -> None:
+        """Refuse, before spending queries, an out_dir holding a white-box run, another mode or other data."""
+        if not resume:
+            return
+        from ..engine.checkpoint import CHECKPOINT
+        from ..engine.rundir import ENGINE_SUBDIR
+
+        has_surrogate = sdir is not None and (sdir / "config.json").is_file()
+        if any((d / CHECKPOINT).is_file() for d in (out, out / ENGINE_SUBDIR)) and not has_surrogate:
+            raise CheckpointError(f"{out} holds an AdvGAN run without a black-box surrogate (a white-box run?); "
+                                  "train the black-box attacker into another out_dir.")
+        if not has_surrogate or sdir is None:
+            return
+        meta = load_json(sdir / "config.json", what="black-box surrogate").get("extra", {})
+        bb = meta.get("blackbox", {}) if isinstance(meta, dict) else {}
+        if bb.get("mode") not in (None, self.mode):
+            raise CheckpointError(f"{out} holds a black-box run in mode {bb.get('mode')!r}; this is mode {self.mode!r}. "
+                                  "Resume with the same mode, or train into another out_dir.")
+        stored = bb.get("data")
+        if isinstance(stored, dict):
+            diff = first_difference(stored, data_fingerprint(ds))
+            if diff:
+                raise CheckpointError(f"{out} holds a black-box run on other data ({diff}). Resume with the same dataset, "
+                                      "or train into another out_dir.")
+
+    def _fit(self, ds: Dataset, epochs: int, out: Path | None, sdir: Path | None, resume: bool,
+             val_loader: Dataset | DataLoader | None) -> History:
         if resume and sdir is not None and (sdir / "config.json").is_file():
             self.surrogate = Classifier.load(sdir)
             extra: dict[str, Any] = dict(getattr(self.surrogate, "extra", {}))
@@ -224,7 +263,8 @@ class BlackBoxAdvGAN:
             if sdir is not None:
                 from attacks.checkpoint import save_tensors
 
-                self.surrogate.save(sdir, extra={"blackbox": {"queries": self.blackbox.queries, "mode": self.mode}})
+                self.surrogate.save(sdir, extra={"blackbox": {"queries": self.blackbox.queries, "mode": self.mode,
+                                                              "data": data_fingerprint(ds)}})
                 save_tensors(sdir / "labels.safetensors", {"labels": labeled.labels})
         self.queries = {"distillation": self.blackbox.queries}
         if self.mode == "static":

@@ -2,7 +2,9 @@
 
 Each sub-command lives in its own module ``advgan/cli/cmd_<name>.py`` defining ``NAME``, ``HELP``,
 ``add_arguments(parser)`` and ``run(args) -> int``. Modules import heavy dependencies inside ``run``.
-Errors a user can fix (ValueError/TypeError/CheckpointError) print one clear line and exit 2.
+Every command runs through :func:`advgan.cli.guard.run_command`: names, devices and ``--out`` are checked
+before any work, ``--seed`` seeds everything first, ``--out`` is locked while the command writes, and errors
+print one line: user errors exit 2, a diverged training 1, Ctrl-C 130 (see :mod:`advgan.cli.guard`).
 """
 from __future__ import annotations
 
@@ -48,18 +50,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2
-    from advgan.engine import distributed
-    from attacks.checkpoint import CheckpointError
+    from .guard import run_command
 
-    distributed.setup_cli(getattr(args, "device", None))  # under torchrun: process group, stdout on rank 0
-    try:
-        return int(args._run(args) or 0)
-    except (ValueError, TypeError, CheckpointError) as e:
-        print(f"advgan {args.command}: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"advgan {args.command}: interrupted; re-run the same command to resume from the last checkpoint.", file=sys.stderr)
-        return 130
+    return run_command(args)
 
 
 if __name__ == "__main__":  # pragma: no cover

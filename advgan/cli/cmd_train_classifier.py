@@ -34,7 +34,13 @@ def run(args: argparse.Namespace) -> int:
     x0, _ = train[0]
     chans = int(x0.shape[0])
     num_classes = getattr(train, "num_classes", None) or 10
-    clf = Classifier.create(args.model, num_classes, in_chans=chans, pretrained=args.pretrained)
+    if args.pretrained:
+        from .guard import offline_pretrained
+
+        with offline_pretrained(args.model):  # offline: the local cache or one clear line, not a minute of retries
+            clf = Classifier.create(args.model, num_classes, in_chans=chans, pretrained=True)
+    else:
+        clf = Classifier.create(args.model, num_classes, in_chans=chans)
     clf, hist = train_classifier(clf, train, test, cfg, epochs=args.epochs, out_dir=args.out)
     if not D.current().is_main:
         return 0

@@ -218,6 +218,8 @@ def _torchvision(cls_name: str, num_classes: int, root: str | Path | None, downl
     root = Path(root) if root is not None else DEFAULT_ROOT
     cls = getattr(torchvision.datasets, cls_name)
     tf = _tv_transform(image_size, channels)
+    if download:
+        download = _needs_download(cls, cls_name, root)
     try:
         train = cls(str(root), train=True, download=download, transform=tf)
         test = cls(str(root), train=False, download=download, transform=tf)
@@ -231,6 +233,28 @@ def _torchvision(cls_name: str, num_classes: int, root: str | Path | None, downl
         ) from e
     name = cls_name.lower()
     return TransformedDataset(train, num_classes, name), TransformedDataset(test, num_classes, name)
+
+
+def _needs_download(cls: Any, cls_name: str, root: Path) -> bool:
+    """False when the files are on disk; True when a download is needed and the server answers; else OfflineError
+    at once (torchvision would try every mirror with long timeouts)."""
+    from ..netcheck import OfflineError, unreachable
+
+    try:
+        cls(str(root), train=True, download=False)
+        cls(str(root), train=False, download=False)
+        return False
+    except Exception:  # noqa: BLE001 - not on disk (torchvision raises RuntimeError)
+        pass
+    urls = [m for m in getattr(cls, "mirrors", []) or []] or [getattr(cls, "url", "")]
+    reasons = [r for r in (unreachable(u) for u in urls if u) if r]
+    if urls and len(reasons) == len([u for u in urls if u]):
+        raise OfflineError(
+            f"cannot download torchvision {cls_name} into {root}: this machine looks offline ({'; '.join(reasons)}). "
+            f"Download it once on a machine with internet and copy the folder to {root} (or pass --data-root / root=), "
+            "or use the offline dataset 'mnist5k'."
+        )
+    return True
 
 
 @register_dataset("mnist")

@@ -83,8 +83,18 @@ class Checkpointer:
     def exists(self) -> bool:
         return bool(self.path and self.path.is_file())
 
+    def check(self) -> None:
+        """Refuse, before any work, a checkpoint or history path that exists but is not a file (e.g. a directory)."""
+        if self.directory is None:
+            return
+        for p in (self.directory / CHECKPOINT, self.directory / HISTORY):
+            if p.exists() and not p.is_file():
+                raise CheckpointError(f"{p} is a directory, not a checkpoint file; training could never save there. "
+                                      "Remove or rename it, or train into another out_dir.")
+
     def save(self, tensors: Mapping[str, torch.Tensor], meta: Mapping[str, Any], *, game_kind: str, config: Mapping[str, Any],
-             history: History, callbacks: Mapping[str, Any], world_size: int) -> Path | None:
+             history: History, callbacks: Mapping[str, Any], world_size: int,
+             fingerprint: Mapping[str, Any] | None = None) -> Path | None:
         """Write one checkpoint (atomic: a crash keeps the previous one). Call on one rank only."""
         if self.directory is None:
             return None
@@ -96,13 +106,16 @@ class Checkpointer:
             cb_meta[name] = skeleton
         full = {"kind": KIND, "game_kind": game_kind, "config": dict(config), **meta, "world_size": world_size,
                 "callbacks": cb_meta}
+        if fingerprint:
+            full["fingerprint"] = dict(fingerprint)
         self.directory.mkdir(parents=True, exist_ok=True)
         history.save(self.directory / HISTORY)
         save_tensors(self.directory / CHECKPOINT, all_tensors, {"json": json.dumps(full, default=str)})
         return self.path
 
-    def load(self, *, game_kind: str, config: Mapping[str, Any]) -> Loaded:
-        """Read and check the checkpoint: the same kind of game and the same configuration, or CheckpointError."""
+    def load(self, *, game_kind: str, config: Mapping[str, Any], fingerprint: Mapping[str, Any] | None = None) -> Loaded:
+        """Read and check the checkpoint: the same kind of game, configuration and (when both have one) data and
+        fixed models (see :mod:`advgan.engine.fingerprint`), or CheckpointError naming what differs."""
         path = self.path
         if path is None:
             raise CheckpointError("no checkpoint directory was given.")
@@ -122,6 +135,7 @@ class Checkpointer:
                 f"{path} was written with a different configuration ({_first_diff(stored, dict(config))}). Resume with the "
                 "same settings, or train into a new output directory."
             )
+        _check_fingerprint(path, meta.get("fingerprint"), fingerprint)
         callbacks = {name: join_tensors(s, tensors, f"cb.{name}") for name, s in meta.get("callbacks", {}).items()}
         hist = self.directory / HISTORY if self.directory is not None else None
         history = History.load(hist) if hist is not None and hist.is_file() else None
@@ -132,6 +146,28 @@ class Checkpointer:
 #: behaviour: a checkpoint without the field resumes when the run's value is that one
 ADDED_FIELDS: dict[str, Any] = {"augmix_width": 3, "augmix_depth": -1, "augmix_severity": 3, "augmix_alpha": 1.0,
                                 "jsd_lambda": 12.0, "augmix_corruptions": ""}
+
+
+def _check_fingerprint(path: Path, stored: Any, now: Mapping[str, Any] | None) -> None:
+    """Refuse a resume on other data or against another fixed model (checkpoints without a fingerprint pass)."""
+    from .fingerprint import first_difference
+
+    if not isinstance(stored, Mapping) or not now:
+        return
+    sd, nd = stored.get("data"), now.get("data")
+    if isinstance(sd, Mapping) and isinstance(nd, Mapping):
+        diff = first_difference(dict(sd), dict(nd))
+        if diff:
+            raise CheckpointError(
+                f"{path} was trained on other data ({diff}). Resume with the same dataset and settings, or train "
+                "into a new output directory."
+            )
+    sf, nf = stored.get("fixed_models"), now.get("fixed_models")
+    if sf and nf and sf != nf:
+        raise CheckpointError(
+            f"{path} was trained against another model (fixed_models: weights checkpoint {sf} vs now {nf}; e.g. another "
+            "--classifier). Resume with the same model, or train into a new output directory."
+        )
 
 
 def _without_retired(stored: Mapping[str, Any], mine: Mapping[str, Any]) -> dict[str, Any]:

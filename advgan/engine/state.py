@@ -122,3 +122,21 @@ class TrainState:
             self.batch_in_epoch = 0  # another world size shards differently: restart this epoch
             self.epoch_rng = {}
         set_rng_state(tensors)
+
+    @torch.no_grad()
+    def update_ema(self, max_decay: float) -> None:
+        """One EMA step of every averaged net toward its trained net (buffers copied).
+
+        Warm-up: early on the average follows the net closely, so its random initial weights do not linger
+        (with a flat 0.999 they would still weigh 0.999**2000 = 13 % after 2,000 steps).
+        """
+        if not self.ema:
+            return
+        t = self.step
+        decay = min(max_decay, (1.0 + t) / (10.0 + t))
+        for name, ema in self.ema.items():
+            src = self.nets[name]
+            for pe, ps in zip(ema.parameters(), src.parameters()):
+                pe.lerp_(ps.detach(), 1.0 - decay)
+            for be, bs in zip(ema.buffers(), src.buffers()):
+                be.copy_(bs)

@@ -13,6 +13,7 @@ WGAN-GP with k critic steps, and pix2pix/AdvGAN with k = 1). An epoch is one pas
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import time
@@ -22,35 +23,31 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, IterableDataset
+from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from attacks.base import autograd_enabled, normal_tensor
 from attacks.checkpoint import CheckpointError, set_rng_state
 from attacks.checks import check_positive_int, explain_data_error, resolve_device, unpack_pair
+from attacks.devices import device_snapshot, restore_devices, restored_on_error
 
 from . import distributed as D
 from . import parallel
 from .callbacks import Callback, GameHooks
-from .checkpoint import Checkpointer, comparable_config
+from .checkpoint import CHECKPOINT, HISTORY, Checkpointer, comparable_config
 from .config import SCHEDULES, EngineConfig, TrainConfig
 from .datacheck import BatchGuard
+from .fingerprint import data_fingerprint, modules_fingerprint
 from .game import MinMaxGame, Player, call_legacy_loss, uses_nets
 from .history import History
+from .interrupt import SigintStop, TrainingInterrupted, interrupted_error
+from .loaders import check_map_style, loader_generators
 from .optim import autocast, make_optimizer, make_schedulers
+from .rundir import RunLock, check_out_dir, run_dir_of
 from .state import TrainState
+from .steplog import DivergenceError, divergence_error, to_records
 
-__all__ = ["MinMaxTrainer", "DivergenceError", "MinMaxGame", "Player", "TrainConfig", "EngineConfig", "SCHEDULES"]
-
-
-def iterable_dataset_message(ds: object) -> str:
-    return (f"training needs a map-style Dataset (with len() and indexing: seeded shuffling, LR schedules and exact "
-            f"resume depend on them); got the IterableDataset {type(ds).__name__}. Materialise it first, e.g. "
-            "advgan.data.to_image_dataset(ds) for data that fits in memory, or write a map-style Dataset.")
-
-
-class DivergenceError(RuntimeError):
-    """A loss became NaN/Inf; training stopped and the last good checkpoint was kept."""
+__all__ = ["MinMaxTrainer", "DivergenceError", "TrainingInterrupted", "MinMaxGame", "Player", "TrainConfig", "EngineConfig", "SCHEDULES"]
 
 
 class MinMaxTrainer:
@@ -70,19 +67,29 @@ class MinMaxTrainer:
         unknown = [p.name for p in self.players if p.name not in game.nets]
         if unknown:
             raise ValueError(f"players {unknown} have no network in game.nets ({list(game.nets)}).")
+        self.checkpointer = Checkpointer(self.out_dir)
+        if self.out_dir is not None:  # before any work: a folder that can never receive the checkpoint is refused now
+            check_out_dir(run_dir_of(self.out_dir))  # the run folder first (the engine may keep run/checkpoint)
+            check_out_dir(self.out_dir, files=(CHECKPOINT, HISTORY))
+            self.checkpointer.check()
         nets = dict(game.nets)
-        for net in list(nets.values()) + list(game.frozen_modules()):
-            net.to(self.device)
-        if config.channels_last:
-            for net in nets.values():
-                net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        #: the caller's fixed models (e.g. AdvGAN's target) as they were: put back if training fails or is interrupted
+        self._frozen_snapshots = [device_snapshot(m) for m in game.frozen_modules()]
+        # a move that fails half-way (out of memory, a device that vanished) puts the caller's models back
+        with restored_on_error(*nets.values(), *game.frozen_modules()):
+            for net in list(nets.values()) + list(game.frozen_modules()):
+                net.to(self.device)
+            if config.channels_last:
+                for net in nets.values():
+                    net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         optimizers = {p.name: make_optimizer(p, nets[p.name].parameters()) for p in self.players}
         ema = {p.name: copy.deepcopy(nets[p.name]).eval().requires_grad_(False) for p in self.players if p.ema and config.ema_decay}
         self.autocast, scaler = autocast(self.device, config.amp)
         scalers = {p.name: copy.deepcopy(scaler) for p in self.players} if scaler is not None else {}
         self.state = TrainState(nets, optimizers, ema, scalers=scalers)
         self.history = History()
-        self.checkpointer = Checkpointer(self.out_dir)
+        self._fingerprint: dict[str, Any] = {}
+        self._sigint = SigintStop(enabled=not self.dist.active)
         self.callbacks: list[Callback] = list(callbacks)
         self.metrics: dict[str, Any] = {}  #: the metrics of the epoch being closed (what earlier callbacks returned)
         self._wrapped: dict[str, nn.Module] = {}
@@ -133,33 +140,47 @@ class MinMaxTrainer:
         check_positive_int(epochs, "epochs")
         if not isinstance(loader, DataLoader):
             raise TypeError(f"loader must be a torch DataLoader, got {type(loader).__name__}.")
-        if isinstance(loader.dataset, IterableDataset):
-            raise TypeError(iterable_dataset_message(loader.dataset))
+        check_map_style(loader)
         if len(loader) == 0:
             raise ValueError("the training loader is empty: the dataset has no items (or batch_size > size with drop_last).")
-        loader = D.shard_loader(loader, seed=self.config.seed)
-        rounds_per_epoch = math.ceil(len(loader) / self.players[0].steps)
-        self.state.schedulers = make_schedulers(self.state.optimizers, self.config.lr_schedule, epochs * rounds_per_epoch)
-        if resume and self.has_checkpoint():
-            self.load_checkpoint()
-        elif self.state.step == 0:
-            torch.manual_seed(self.config.seed)
-        callbacks = self._all_callbacks()
-        spec = self.game.batch_spec()
-        self._guard = BatchGuard(spec, self.device) if spec is not None else None
-        for cb in callbacks:
-            cb.on_fit_start(self)
-        trainable = {p.name: self.state.nets[p.name] for p in self.players}
-        self._wrapped = parallel.wrap(trainable, dist=self.dist, device=self.device, compile=self.config.compile,
-                                      find_unused=self.config.ddp_find_unused)
-        try:
-            for net in self.state.nets.values():
-                net.train()
-            with autograd_enabled():  # training works when called under torch.inference_mode() / no_grad()
-                while self.state.epoch < epochs:
-                    self._run_epoch(loader, epochs, callbacks)
-        finally:
-            self._wrapped = {}
+        lock = (RunLock(run_dir_of(self.out_dir)) if self.out_dir is not None and self.dist.is_main
+                else contextlib.nullcontext())
+        with lock:  # the only writer of out_dir until the run ends
+            if self.out_dir is not None:
+                self._fingerprint = {"data": data_fingerprint(loader.dataset),
+                                     "fixed_models": modules_fingerprint(list(self.game.frozen_modules()))}
+            loader = D.shard_loader(loader, seed=self.config.seed)
+            rounds_per_epoch = math.ceil(len(loader) / self.players[0].steps)
+            self.state.schedulers = make_schedulers(self.state.optimizers, self.config.lr_schedule, epochs * rounds_per_epoch)
+            if resume and self.has_checkpoint():
+                self.load_checkpoint()
+            elif self.state.step == 0:
+                torch.manual_seed(self.config.seed)
+            callbacks = self._all_callbacks()
+            spec = self.game.batch_spec()
+            self._guard = BatchGuard(spec, self.device) if spec is not None else None
+            for cb in callbacks:
+                cb.on_fit_start(self)
+            trainable = {p.name: self.state.nets[p.name] for p in self.players}
+            self._wrapped = parallel.wrap(trainable, dist=self.dist, device=self.device, compile=self.config.compile,
+                                          find_unused=self.config.ddp_find_unused)
+            try:
+                with self._sigint:
+                    for net in self.game.frozen_modules():
+                        net.to(self.device)  # again, if a failed fit put them back
+                    for net in self.state.nets.values():
+                        net.train()
+                    with autograd_enabled():  # training works when called under torch.inference_mode() / no_grad()
+                        while self.state.epoch < epochs:
+                            self._run_epoch(loader, epochs, callbacks)
+                            if self._sigint.requested:
+                                raise interrupted_error(self.state.step, self.state.epoch, self.checkpoint_path)  # a KeyboardInterrupt
+            except BaseException:
+                for snap in self._frozen_snapshots:  # the caller's target back on its device, with its own tensors
+                    restore_devices(snap)
+                raise
+            finally:
+                self._wrapped = {}
         return self.history
 
     def _all_callbacks(self) -> list[Callback]:
@@ -188,7 +209,7 @@ class MinMaxTrainer:
             if not stepped:
                 break
             st.step += 1
-            self._update_ema()
+            self.state.update_ema(self.config.ema_decay or 0.0)
             for s in st.schedulers.values():
                 s.step()
             self._pending.append((st.step, st.epoch, logs))
@@ -196,17 +217,20 @@ class MinMaxTrainer:
                 self._flush_logs()
                 last = self.history.steps[-1]
                 bar.set_postfix({k.replace("/loss", ""): f"{v:.3g}" for k, v in last.items() if k.endswith("/loss")})
-            if cfg.checkpoint_every and st.step % cfg.checkpoint_every == 0 and not done:
-                self.save_checkpoint(callbacks)
+            if not done and (self._sigint.requested or (cfg.checkpoint_every and st.step % cfg.checkpoint_every == 0)):
+                self.save_checkpoint(callbacks)  # on Ctrl-C: the same safe point as a periodic checkpoint
             for cb in callbacks:
                 cb.on_step_end(self)
+            if self._sigint.requested and not done:
+                bar.close()
+                raise interrupted_error(self.state.step, self.state.epoch, self.checkpoint_path)  # a KeyboardInterrupt
         bar.close()
         self._end_epoch(t0, callbacks)
 
     def _epoch_iterator(self, loader: DataLoader) -> Iterator[Any]:
         """The loader's iterator for the current epoch (on a mid-epoch resume: the same order, consumed batches skipped)."""
         st = self.state
-        resume_rng = st.begin_epoch(_loader_generators(loader))
+        resume_rng = st.begin_epoch(loader_generators(loader))
         if hasattr(loader.sampler, "set_epoch"):
             loader.sampler.set_epoch(st.epoch)
         it: Iterator[Any] = iter(loader)
@@ -306,21 +330,6 @@ class MinMaxTrainer:
             return fn(player, nets, batch, self.state.step)
         return call_legacy_loss(self.game, fn, player, nets, batch, self.state.step)
 
-    @torch.no_grad()
-    def _update_ema(self) -> None:
-        # warm-up: early on the average follows G closely, so G's random initial weights do not linger
-        # (with a flat 0.999 they would still weigh 0.999**2000 = 13 % after 2,000 steps)
-        if not self.state.ema:
-            return
-        t = self.state.step
-        decay = min(self.config.ema_decay or 0.0, (1.0 + t) / (10.0 + t))
-        for name, ema in self.state.ema.items():
-            src = self.state.nets[name]
-            for pe, ps in zip(ema.parameters(), src.parameters()):
-                pe.lerp_(ps.detach(), 1.0 - decay)
-            for be, bs in zip(ema.buffers(), src.buffers()):
-                be.copy_(bs)
-
     # ------------------------------------------------------------------ logs, NaN guard
     def _flush_logs(self) -> None:
         """Move pending logs to the history (one host sync) and stop on a non-finite loss or a bad batch."""
@@ -329,24 +338,13 @@ class MinMaxTrainer:
         if not self._pending:
             return
         pending, self._pending = self._pending, []
-        keys = [(i, k) for i, (_, _, logs) in enumerate(pending) for k in logs]
-        values = torch.stack([pending[i][2][k].float().reshape(()) for i, k in keys]).cpu().tolist() if keys else []
-        recs: list[dict[str, Any]] = [{"step": s, "epoch": e} for s, e, _ in pending]
-        for (i, k), v in zip(keys, values):
-            if not math.isfinite(v):
-                self._diverged(pending[i][0], k, v)
-            recs[i][k] = v
+        recs, bad = to_records(pending)
+        if bad is not None:
+            self._diverged(*bad)
         self.history.steps.extend(recs)
 
     def _diverged(self, step: int, key: str, value: float) -> None:
-        ck = self.checkpoint_path
-        kept = (f"the last good checkpoint is kept at {ck}" if ck and ck.is_file()
-                else "no checkpoint was written (set an out_dir to keep one)")
-        raise DivergenceError(
-            f"training diverged at step {step} (epoch {self.state.epoch + 1}): {key} = {value}. Stopped; {kept}. "
-            "Remedies: lower the learning rates (lr_g / lr_d), add a gradient penalty or spectral norm to D, use "
-            "fewer discriminator steps (d_steps), set grad_clip, or turn amp off."
-        )
+        raise divergence_error(step, self.state.epoch, key, value, self.checkpoint_path)
 
     # ------------------------------------------------------------------ checkpoints
     def _sync_buffers(self) -> None:
@@ -374,13 +372,14 @@ class MinMaxTrainer:
             cbs = self.callbacks if callbacks is None else callbacks
             self.checkpointer.save(tensors, meta, game_kind=self.game.kind, config=self._config_for_check(),
                                    history=self.history, callbacks={_callback_name(cb): cb.state_dict() for cb in cbs},
-                                   world_size=self.dist.world_size)
+                                   world_size=self.dist.world_size, fingerprint=self._fingerprint)
         D.barrier()
         return self.checkpoint_path
 
     def load_checkpoint(self) -> None:
         """Restore the train state, the history and the callbacks' states from ``out_dir``."""
-        loaded = self.checkpointer.load(game_kind=self.game.kind, config=self._config_for_check())
+        loaded = self.checkpointer.load(game_kind=self.game.kind, config=self._config_for_check(),
+                                         fingerprint=self._fingerprint)
         try:
             same_world = loaded.meta.get("world_size", 1) == self.dist.world_size
             self.state.load_state_dict(loaded.tensors, loaded.meta, device=self.device, same_world=same_world)
@@ -396,11 +395,3 @@ class MinMaxTrainer:
 
 def _callback_name(cb: Callback) -> str:
     return cb.name or type(cb).__name__
-
-
-def _loader_generators(loader: DataLoader) -> list[torch.Generator]:
-    gens: list[torch.Generator] = []
-    for g in (getattr(loader, "generator", None), getattr(loader.sampler, "generator", None)):
-        if isinstance(g, torch.Generator) and all(g is not h for h in gens):
-            gens.append(g)
-    return gens
