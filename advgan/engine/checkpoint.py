@@ -27,6 +27,9 @@ HISTORY = "history.json"
 KIND = "minmax-checkpoint"
 #: fields that the one-player configs of advgan 0.1 inherited and ignored; a 0.1 checkpoint that has them resumes
 RETIRED_FIELDS = ("lr_g", "lr_d", "d_steps")
+#: fields added after a checkpoint format was in use, with the value that reproduces the older training:
+#: a checkpoint without them resumes when the config sets that value (AdvGAN round 2)
+ADDED_FIELDS: dict[str, Any] = {"g_steps": 1, "div_weight": 0.0, "shift": 0}
 
 
 def comparable_config(config: Any, game_config: Mapping[str, Any]) -> dict[str, Any]:
@@ -132,6 +135,7 @@ def _without_retired(stored: Mapping[str, Any], mine: Mapping[str, Any]) -> dict
     out = dict(stored)
     if isinstance(out.get("train"), Mapping) and isinstance(mine.get("train"), Mapping):
         out["train"] = {k: v for k, v in out["train"].items() if k in mine["train"] or k not in RETIRED_FIELDS}
+        out["train"].update({k: v for k, v in ADDED_FIELDS.items() if k in mine["train"] and k not in out["train"]})
     return out
 
 
