@@ -96,6 +96,20 @@ class PerturbationStats:
                 raise ValueError(f"pred_adv holds class {int(pred.max())}, but num_classes is {self.num_classes}.")
             self._counts += torch.bincount(pred[mask].long().to(self._counts.device), minlength=self.num_classes)
 
+    def all_reduce(self) -> None:
+        """Sum the totals over the ranks of an initialised process group (no-op otherwise; every rank must call)."""
+        import torch.distributed as dist
+
+        if self._sum is None or not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+            return
+        flat = torch.cat([self._sum, self._sq.reshape(1), self._counts.double(), torch.tensor([float(self.n)], dtype=torch.float64,
+                                                                                               device=self._sum.device)])
+        dist.all_reduce(flat)
+        k = self._sum.shape[0]
+        self._sum, self._sq = flat[:k].clone(), flat[k].clone()
+        self._counts = flat[k + 1:k + 1 + self.num_classes].round().long()
+        self.n = int(flat[-1])
+
     def result(self) -> dict[str, float]:
         if self._sum is None or self.n == 0:
             return {"shared_energy": float("nan"), "adv_class_entropy": float("nan"), "max_entropy": math.log(self.num_classes)}

@@ -19,6 +19,7 @@ from .accumulator import Accumulator
 from .base import random_targets
 from .checks import check_images, check_labels, looks_like_probabilities
 from .classifier import data_chans_of
+from .diagnostics import PerturbationStats
 from .eval_plan import AttackPlan, EvalOptions
 from .eval_results import build_report, key_prefix, worst_prefix
 from .grids import ClassGrid
@@ -100,6 +101,9 @@ class Evaluation:
         self.acc = declare_totals(plan, opts.device)
         self.timers = {k: _Timer(opts.device) for k in plan.keys}
         self.grid = ClassGrid(opts.grid_images)
+        # shared energy and adversarial-class entropy per (attack, eps) (a per-pixel sum each: not in the accumulator)
+        nc = opts.num_classes
+        self.stats = {k: PerturbationStats(nc) for k in plan.keys} if isinstance(nc, int) and nc >= 2 else {}
         self.first: dict[str, Any] = {"sanity": {}, "shape": None}  # what batch 0 found (shared from rank 0)
         self.n, self.batches = 0, 0
 
@@ -196,6 +200,8 @@ class Evaluation:
         robust = pa == y
         d = (x_adv - x).flatten(1).float()
         linf, l2, ss = d.abs().amax(1), d.norm(dim=1), ssim(x, x_adv)
+        if key in self.stats:
+            self.stats[key].update(d, pa, fooled)
         p = key_prefix(key)
         for c, v in (("fooled", fooled), ("robust", robust), ("invalid", screened.invalid), ("nonfinite", screened.nonfinite)):
             self.acc.add(p + c, v.sum())
@@ -218,7 +224,11 @@ class Evaluation:
         self.acc.update("wall", wall)
         self.acc.all_reduce()
         first = share_first_batch(self.first)  # batch 0's host-side findings, from rank 0
+        for st in self.stats.values():
+            st.all_reduce()
         values = self.acc.read()  # the one host read
+        for key, st in self.stats.items():
+            values.update({key_prefix(key) + k: v for k, v in st.result().items() if k != "max_entropy"})
         if values["n"] == 0:
             raise ValueError("the loader yielded no batches; evaluate needs at least one (images, labels) batch.")
         grids = self.grid.as_dict(self.plan.variants)

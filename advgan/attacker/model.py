@@ -259,10 +259,12 @@ class AdvGAN(Trainable):
             G.train(was)
         return x_adv.to(device=x.device, dtype=x.dtype)
 
-    def as_attack(self, batch_size: int = 256) -> GeneratorAttack:
-        """An :class:`attacks.Attack` using a frozen copy of the trained generator (one forward per batch)."""
+    def as_attack(self, batch_size: int = 256, *, channels_last: bool = False, compile: bool | str = False) -> GeneratorAttack:
+        """An :class:`attacks.Attack` using a frozen copy of the trained generator (one no-grad forward per batch;
+        ``channels_last`` / ``compile``: see :class:`GeneratorAttack`)."""
         return GeneratorAttack(self.generator, self.config.eps, self.config.norm, targeted=self.config.targeted,
-                               num_classes=self.num_classes, batch_size=batch_size, seed=self.config.seed)
+                               num_classes=self.num_classes, batch_size=batch_size, seed=self.config.seed,
+                               channels_last=channels_last, compile=compile, in_chans=self.in_chans)
 
     def measure(self, data: Dataset | DataLoader, *, model: nn.Module | None = None,
                 generator: nn.Module | None = None) -> Measurement:
