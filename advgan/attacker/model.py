@@ -81,6 +81,8 @@ class AdvGANConfig(TrainConfig):
     gan_loss: Annotated[str, Custom(_gan_loss, "a GAN loss name")] = "lsgan"   #: GAN loss (least squares, as in the paper)
     generator: Annotated[str, Choice(GENERATORS)] = "resnet"  #: resnet (paper's encoder-decoder) | unet
     width: Annotated[int, Integer(1)] = 8                    #: first-layer channels of G and D (paper: 8)
+    #: image side G is sized for (None: the paper's 28-px net); see generator_shape
+    image_size: Annotated[int | None, Integer(1, optional=True)] = None
     g_steps: Annotated[int, Integer(1)] = 2                  #: generator steps per discriminator step (on the same batch)
     #: weight of the diversity term: the batch's shared energy ||mean delta||^2 / mean ||delta||^2
     div_weight: Annotated[float, NONNEG] = 0.5
@@ -106,15 +108,28 @@ class AdvGANConfig(TrainConfig):
         return self.eps * math.sqrt(pixels) / 2 if self.norm == "linf" else self.eps
 
 
+def generator_shape(width: int, image_size: int | None) -> tuple[int, int]:
+    """``(width, downsamplings)`` of the generator for images of side ``image_size`` (the documented default).
+
+    Up to 64 px (and ``None``): ``(width, 2)``, the paper's net (bottleneck at 1/4 of the side). Up to 128 px:
+    ``(2 * width, 3)``; larger (e.g. 224): ``(2 * width, 4)`` (bottleneck 14x14 at 224, with 16x the first-layer
+    channels). The receptive field grows with the image, so a perturbation can follow object-sized structure,
+    while the cost per pixel stays within about 3x of the paper's net. The U-Net uses ``downsamplings + 1`` levels."""
+    if image_size is None or image_size <= 64:
+        return width, 2
+    return 2 * width, (3 if image_size <= 128 else 4)
+
+
 def build_generator(cfg: AdvGANConfig, in_chans: int, num_classes: int) -> nn.Module:
     cond = num_classes if cfg.targeted else 0
+    width, n_down = generator_shape(cfg.width, cfg.image_size)
     if cfg.generator == "resnet":
         from ..gans.nets.encdec import ResNetGenerator
 
-        return ResNetGenerator(in_chans, width=cfg.width, num_classes=cond)
+        return ResNetGenerator(in_chans, width=width, num_classes=cond, n_down=n_down)
     from ..gans.nets.encdec import UNetPerturbation
 
-    return UNetPerturbation(in_chans, width=cfg.width, num_classes=cond)
+    return UNetPerturbation(in_chans, width=width, num_classes=cond, depth=n_down + 1)
 
 
 def _check_classifier(classifier: Any) -> tuple[int, int]:
