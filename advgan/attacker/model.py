@@ -87,7 +87,7 @@ class AdvGANConfig(TrainConfig):
     #: weight of the diversity term: the batch's shared energy ||mean delta||^2 / mean ||delta||^2
     div_weight: Annotated[float, NONNEG] = 0.5
     shift: Annotated[int, Integer(0)] = 0                    #: random shift augmentation: up to this many pixels per axis
-    #: with a validation set, keep the epoch with the best validation ASR (else the last epoch)
+    #: keep the epoch with the best validation ASR (needs a validation set; else the last epoch is kept)
     best_epoch: Annotated[bool, FLAG, RUN] = True
     lr_g: float = 3e-3
     lr_d: float = 3e-3
