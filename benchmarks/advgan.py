@@ -120,7 +120,6 @@ def epochs_summary(epochs: list) -> list:
 
 
 def run_ablation(clf, train, val, x, y, epochs: int, base: dict) -> None:
-    global OUT
     out = OUT.with_name("advgan_ablation.json")
     RESULTS.clear()
     RESULTS.update({"epochs": epochs, "eps": 0.2, "threads": torch.get_num_threads(), "rows": []})
@@ -131,7 +130,7 @@ def run_ablation(clf, train, val, x, y, epochs: int, base: dict) -> None:
         log(f"ablation | {name} | ASR {100 * d['asr']:.1f} % | SE {d['shared_energy']:.3f} | "
             f"entropy {d['adv_class_entropy']:.2f} | {secs:.0f}s")
         save(out)
-    log("\n| levers (eps 0.2, %d epochs) | ASR@0.2 | shared energy | adv-class entropy | train s |\n|---|---|---|---|---|" % epochs)
+    log(f"\n| levers (eps 0.2, {epochs} epochs) | ASR@0.2 | shared energy | adv-class entropy | train s |\n|---|---|---|---|---|")
     for r in RESULTS["rows"]:
         log(f"| {r['config']} | {100 * r['asr']:.1f} % | {r['shared_energy']:.3f} | {r['adv_class_entropy']:.2f} | "
             f"{r['train_seconds']:.0f} |")
@@ -185,11 +184,19 @@ def main() -> int:
     ap.add_argument("--size", type=int, default=224, help="natural-image throughput: image size (default 224)")
     ap.add_argument("--natural-images", type=int, default=16, help="natural-image throughput: images timed (default 16)")
     ap.add_argument("--compile", action="store_true", help="also time the compiled generator (inductor; slow to compile on CPU)")
+    ap.add_argument("--set", action="append", default=[], metavar="FIELD=JSON",
+                    help="override an AdvGANConfig default in every AdvGAN trained here, e.g. --set target_curriculum=2")
+    ap.add_argument("--out", default=None, help="results JSON (default benchmarks/results/advgan.json)")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: leave torch's default)")
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
+    global OUT
+    if a.out:
+        OUT = Path(a.out)
+    overrides = {k: json.loads(v) for k, v in (item.split("=", 1) for item in a.set)}
+    AdvGANConfig(**overrides)  # bad overrides fail here, before any training
     if a.arch:
         return run_natural(a)
     epochs = a.epochs or (2 if a.quick else 10)
@@ -200,7 +207,7 @@ def main() -> int:
     x, y = test.images, test.labels
     if a.quick:
         x, y = x[:300], y[:300]
-    base = dict(progress=False, device="cpu", seed=a.seed)
+    base = dict(progress=False, device="cpu", seed=a.seed, **overrides)
     clf = Classifier.load(a.classifier) if a.classifier else make_target("small_cnn", train, test, t_epochs, a.seed)
     if a.ablation:
         run_ablation(clf, train, val, x, y, epochs, base)
@@ -212,7 +219,7 @@ def main() -> int:
         RESULTS["sections_kept_from_earlier_run"] = sorted(set(a.skip) & sections)
     RESULTS.update({"dataset": "mnist5k", "train_images": len(train), "validation": "500 training images (best epoch)",
                     "test_images": len(x), "advgan_epochs": epochs, "quick": a.quick, "threads": torch.get_num_threads(),
-                    "defaults": AdvGANConfig().to_dict()})
+                    "defaults": AdvGANConfig().to_dict(), "overrides": overrides})
     RESULTS["target"] = {"arch": (clf.arch or {}).get("name"), "clean_accuracy": float((predict(clf, x) == y).float().mean())}
     save()
 
@@ -251,7 +258,7 @@ def main() -> int:
             log(f"note: compiled timing skipped ({type(e).__name__}: {e})")
             variants.pop("advgan_compiled")
         p40 = pgd(0.3)
-        for rep in range(3):  # interleaved: load changes on a shared machine hit every attack alike
+        for _ in range(3):  # interleaved: load changes on a shared machine hit every attack alike
             for k, g in variants.items():
                 g(clf, x[:64], y[:64])
                 speed.setdefault(k, []).append(len(x) / timed(lambda g=g: g(clf, x, y), 3))
@@ -332,8 +339,8 @@ def report() -> None:
         u, p = ut.get(k, {}), pg.get(k, {})
         for key, name, fmt in (("asr", "ASR", "{:.1%}"), ("shared_energy", "shared energy", "{:.3f}"),
                                ("adv_class_entropy", "adv-class entropy (nats)", "{:.2f}")):
-            cell = lambda d: fmt.format(d[key]) if key in d else "-"  # noqa: E731
-            log(f"| {name} eps={k} | {cell(u)} | {cell(p)} |")
+            cells = [fmt.format(d[key]) if key in d else "-" for d in (u, p)]
+            log(f"| {name} eps={k} | {cells[0]} | {cells[1]} |")
     if "targeted" in RESULTS:
         tg = RESULTS["targeted"]
         log(f"| targeted hit rate eps=0.3: mean / min | {tg['mean']:.1%} / {tg.get('min', min(tg['per_target'].values())):.1%} | |")

@@ -149,6 +149,22 @@ def test_targeted_hits_targets_more_often_than_chance(trained_tiny_clf, mnist, s
     assert bool(ThreatModel("linf", 0.3).contains(x, untargeted_call).all())
 
 
+def test_target_curriculum_draws_missed_targets_more_often_and_never_the_label(trained_tiny_clf):
+    atk = AdvGAN(trained_tiny_clf, AdvGANConfig(eps=0.3, targeted=True, target_curriculum=4.0, **FAST))
+    game = atk.game
+    game.miss = torch.zeros(10)
+    game.miss[7] = 1.0                      # target 7 is always missed: weight 5 against 1
+    torch.manual_seed(0)
+    y = torch.randint(0, 10, (20000,))
+    t = game.draw_targets(y)
+    assert not bool((t == y).any())
+    share = float((t[y != 7] == 7).float().mean())
+    assert share == pytest.approx(5 / 13, abs=0.02)  # 5 / (5 + 8 other targets of weight 1)
+    game._track_misses(torch.tensor([3, 3, 7]), torch.tensor([True, False, True]))
+    assert float(game.miss[3]) == pytest.approx(0.05) and float(game.miss[7]) == pytest.approx(0.9)
+    assert float(game.miss[0]) == 0.0      # classes absent from the batch keep their rate
+
+
 def test_save_load_round_trip_and_refusals(fitted, trained_tiny_clf, small_batch, tmp_path):
     atk, *_ = fitted
     x, _ = small_batch
@@ -183,7 +199,8 @@ def _weights(atk):
 def test_resume_after_interruption_equals_uninterrupted(trained_tiny_clf, mnist, tmp_path, targeted):
     train, _ = mnist
     sub = data.ImageDataset(train.images[:192], train.labels[:192], 10)  # 6 steps per epoch
-    cfg = AdvGANConfig(eps=0.2, targeted=targeted, width=4, checkpoint_every=4, **FAST)
+    # targeted: with the per-target curriculum, whose running miss rates must resume too
+    cfg = AdvGANConfig(eps=0.2, targeted=targeted, target_curriculum=2.0 if targeted else 0.0, width=4, checkpoint_every=4, **FAST)
     ref = AdvGAN(trained_tiny_clf, cfg)
     ref.fit(sub, epochs=3)
 

@@ -11,6 +11,7 @@ from ..engine import Callback, MinMaxTrainer
 
 if TYPE_CHECKING:
     from .blackbox import BlackBox
+    from .game import AdvGANGame
     from .model import AdvGAN
 
 
@@ -89,3 +90,22 @@ class QueryCount(Callback):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.blackbox.queries = int(state["queries"])
         self._restored = True
+
+
+class TargetCurriculum(Callback):
+    """Keeps the targeted game's running miss rate per target class with the run (checkpointed, restored on
+    resume) and logs it after each epoch as ``miss/<class>``."""
+
+    name = "advgan-target-curriculum"
+
+    def __init__(self, game: AdvGANGame) -> None:
+        self.game = game
+
+    def on_epoch_end(self, trainer: MinMaxTrainer) -> dict[str, Any]:
+        return {f"miss/{c}": float(v) for c, v in enumerate(self.game.miss.tolist())}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"miss": self.game.miss.detach().cpu().clone()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.game.miss = state["miss"].clone().float()

@@ -37,6 +37,8 @@ class AdvGANGame(MinMaxGame):
         self.cfg, self.target = config, target
         self.num_classes, self.in_chans = num_classes, in_chans
         self.nets: dict[str, nn.Module] = {"D": D, "G": G}
+        #: targeted: running miss rate per target class (the curriculum's weights; see draw_targets)
+        self.miss = torch.full((num_classes,), 0.5)
 
     def target_model(self) -> nn.Module:
         """The classifier the generator attacks (for a dynamic black-box game: the surrogate S)."""
@@ -58,7 +60,24 @@ class AdvGANGame(MinMaxGame):
         return {"num_classes": self.num_classes, "in_chans": self.in_chans}
 
     def draw_targets(self, y: torch.Tensor) -> torch.Tensor | None:
-        return random_targets(y, self.num_classes) if self.cfg.targeted else None
+        """Random targets != y (targeted games): uniform, or with ``target_curriculum = s`` drawn with weight
+        ``1 + s * miss[t]`` so the targets G misses most come up most (a per-target curriculum)."""
+        if not self.cfg.targeted:
+            return None
+        if not self.cfg.target_curriculum:
+            return random_targets(y, self.num_classes)
+        w = (1.0 + self.cfg.target_curriculum * self.miss.to(y.device)).expand(y.shape[0], -1).clone()
+        w[torch.arange(y.shape[0], device=y.device), y] = 0.0
+        return torch.multinomial(w, 1).squeeze(1)
+
+    @torch.no_grad()
+    def _track_misses(self, t: torch.Tensor, hit: torch.Tensor, momentum: float = 0.9) -> None:
+        """Fold one batch's hits into the running miss rate of each target class present (no host sync)."""
+        k = self.num_classes
+        n = torch.bincount(t, minlength=k).float()
+        h = torch.bincount(t, weights=hit.float(), minlength=k)
+        miss = self.miss.to(t.device)
+        self.miss = torch.where(n > 0, momentum * miss + (1 - momentum) * (1 - h / n.clamp(min=1)), miss)
 
     def adversarial(self, x: torch.Tensor, t: torch.Tensor | None,
                     generator: nn.Module | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -86,7 +105,10 @@ class AdvGANGame(MinMaxGame):
         l_hinge = torch.relu(norms - cfg.hinge_bound(x[0].numel())).mean()
         l_div = batch_shared_energy(delta)
         loss = l_adv + cfg.alpha * l_gan + cfg.beta * l_hinge + cfg.div_weight * l_div
-        success = is_adversarial(logits.detach(), y, t).float().mean()
+        hit = is_adversarial(logits.detach(), y, t)
+        if t is not None and cfg.target_curriculum:
+            self._track_misses(t, hit)
+        success = hit.float().mean()
         return loss, {"adv": l_adv.detach(), "gan": l_gan.detach(), "hinge": l_hinge.detach(), "div": l_div.detach(),
                       "l2": norms.detach().mean(), "asr": success}
 

@@ -37,8 +37,8 @@ from torch.utils.data import DataLoader, Dataset, default_collate
 
 from attacks import Measurement, measure
 from attacks.base import frozen_eval, random_targets
-from attacks.diagnostics import PerturbationStats
 from attacks.checks import check_eps, check_images, check_labels, looks_like_probabilities
+from attacks.diagnostics import PerturbationStats
 from attacks.threat import ThreatModel
 
 from .. import modelio
@@ -47,7 +47,7 @@ from ..data.loaders import as_loader
 from ..engine import Callback, SampleGrid, Trainable, TrainConfig
 from ..engine.history import History
 from ..gans import losses
-from .callbacks import AdvGANValidation, BestGenerator
+from .callbacks import AdvGANValidation, BestGenerator, TargetCurriculum
 from .game import KIND, AdvGANGame
 from .generator_attack import GeneratorAttack
 
@@ -87,6 +87,8 @@ class AdvGANConfig(TrainConfig):
     #: weight of the diversity term: the batch's shared energy ||mean delta||^2 / mean ||delta||^2
     div_weight: Annotated[float, NONNEG] = 0.5
     shift: Annotated[int, Integer(0)] = 0                    #: random shift augmentation: up to this many pixels per axis
+    #: targeted: draw hard targets more often (weight 1 + s * running miss rate of the target; 0: uniform)
+    target_curriculum: Annotated[float, NONNEG] = 0.0
     #: keep the epoch with the best validation ASR (needs a validation set; else the last epoch is kept)
     best_epoch: Annotated[bool, FLAG, RUN] = True
     lr_g: float = 3e-3
@@ -243,9 +245,10 @@ class AdvGAN(Trainable):
     def _callbacks(self, val: DataLoader | None, x: torch.Tensor, y: torch.Tensor) -> list[Callback]:
         """Validation on ``val`` (when given) and a sample grid of ``x`` after each epoch."""
         grid = SampleGrid(lambda path, trainer: self.sample_grid(path, x, y, generator=trainer.ema_net("G")))
+        extra: list[Callback] = [TargetCurriculum(self.game)] if self.config.targeted and self.config.target_curriculum else []
         if val is None:
-            return [grid]
-        return [AdvGANValidation(self, val)] + ([BestGenerator()] if self.config.best_epoch else []) + [grid]
+            return extra + [grid]
+        return extra + [AdvGANValidation(self, val)] + ([BestGenerator()] if self.config.best_epoch else []) + [grid]
 
     # ------------------------------------------------------------------ attacking
     def _targets(self, target: Any, n: int, device: torch.device) -> torch.Tensor | None:

@@ -29,7 +29,7 @@ KIND = "minmax-checkpoint"
 RETIRED_FIELDS = ("lr_g", "lr_d", "d_steps")
 #: fields added after a checkpoint format was in use, with the value that reproduces the older training:
 #: a checkpoint without them resumes when the config sets that value (AdvGAN round 2)
-ADDED_FIELDS: dict[str, Any] = {"g_steps": 1, "div_weight": 0.0, "shift": 0, "image_size": None}
+ADDED_FIELDS: dict[str, Any] = {"g_steps": 1, "div_weight": 0.0, "shift": 0, "image_size": None, "target_curriculum": 0.0}
 
 
 def comparable_config(config: Any, game_config: Mapping[str, Any]) -> dict[str, Any]:
