@@ -256,7 +256,7 @@ def main() -> int:
             variants["advgan_compiled"](clf, x[:64], y[:64])
         except Exception as e:  # noqa: BLE001 - a missing compiler toolchain is a note, not a failure
             log(f"note: compiled timing skipped ({type(e).__name__}: {e})")
-            variants.pop("advgan_compiled")
+            variants.pop("advgan_compiled", None)
         p40 = pgd(0.3)
         for _ in range(3):  # interleaved: load changes on a shared machine hit every attack alike
             for k, g in variants.items():
