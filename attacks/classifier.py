@@ -45,8 +45,8 @@ class Classifier(nn.Module):
         in_chans: channels the module takes (default: ``len(mean)``).
         data_chans: channels of the images users pass (default ``in_chans``); 1 -> 3 repeats the gray
             channel, 3 -> 1 takes luminance. Other mismatches are refused.
-        input_size: (H, W) the module needs; inputs of another size are resized (bilinear). ``None``
-            keeps the native size.
+        input_size: (H, W) (or one int for a square) the module needs; inputs of another size are resized
+            (bilinear, inside the forward, so attacks differentiate through it). ``None`` keeps the native size.
         arch: how to rebuild the module for ``load`` (set by ``create``/``from_timm``).
         output: where the logits are when the module does not return a tensor: a key or attribute name
             (``"logits"`` for dicts and Hugging Face-style outputs), an index (tuples) or a callable.
@@ -66,7 +66,7 @@ class Classifier(nn.Module):
         *,
         in_chans: int | None = None,
         data_chans: int | None = None,
-        input_size: Sequence[int] | None = None,
+        input_size: int | Sequence[int] | None = None,
         arch: dict[str, Any] | None = None,
         output: Output = None,
     ) -> None:
@@ -87,7 +87,11 @@ class Classifier(nn.Module):
         std_t = _as_tuple(std, in_chans, "std")
         if any(s <= 0 for s in std_t):
             raise ValueError(f"std must be positive, got {std_t}.")
+        if isinstance(input_size, int) and not isinstance(input_size, bool):
+            input_size = (input_size, input_size)
         if input_size is not None:
+            if not isinstance(input_size, Sequence) or not all(isinstance(s, int) and not isinstance(s, bool) for s in input_size):
+                raise TypeError(f"input_size must be an int or (H, W) ints, got {input_size!r}.")
             input_size = tuple(int(s) for s in input_size)[-2:]
             if len(input_size) != 2 or min(input_size) < 1:
                 raise ValueError(f"input_size must be (H, W), got {input_size}.")
@@ -113,7 +117,7 @@ class Classifier(nn.Module):
         data_chans: int | None = None,
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
-        input_size: Sequence[int] | str | None = "auto",
+        input_size: int | Sequence[int] | str | None = "auto",
         pretrained: bool = False,
         **kwargs: Any,
     ) -> Classifier:
@@ -141,7 +145,7 @@ class Classifier(nn.Module):
         data_chans: int | None = None,
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
-        input_size: Sequence[int] | str | None = "auto",
+        input_size: int | Sequence[int] | str | None = "auto",
         **timm_kwargs: Any,
     ) -> Classifier:
         """A timm model with mean/std (and, for fixed-size models, input size) from its pretrained config.
@@ -175,6 +179,8 @@ class Classifier(nn.Module):
             size = cfg_size
         elif isinstance(input_size, str):
             raise ValueError(f"input_size must be 'auto', 'config', (H, W) or None, got {input_size!r}.")
+        elif isinstance(input_size, int):
+            size = (input_size, input_size)
         else:
             size = None if input_size is None else tuple(input_size)
         arch = {"source": "timm", "name": name, "kwargs": timm_kwargs}

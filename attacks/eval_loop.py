@@ -23,6 +23,7 @@ from .checks import check_images, check_labels, compute_dtype, explain_data_erro
 from .classifier import data_chans_of
 from .corruption_results import CorruptionPlan
 from .corruptions import corrupt
+from .diagnostics import PerturbationStats
 from .eval_plan import AttackPlan, EvalOptions
 from .eval_results import build_report, corruption_key, key_prefix, worst_prefix
 from .grids import ClassGrid
@@ -113,6 +114,9 @@ class Evaluation:
         self.timers = {k: _Timer(opts.device) for k in plan.keys}
         self.corruption_timers = {c: _Timer(opts.device) for c in (opts.corruptions.names if opts.corruptions else ())}
         self.grid = ClassGrid(opts.grid_images)
+        # shared energy and adversarial-class entropy per (attack, eps) (a per-pixel sum each: not in the accumulator)
+        nc = opts.num_classes
+        self.stats = {k: PerturbationStats(nc) for k in plan.keys} if isinstance(nc, int) and nc >= 2 else {}
         self.first: dict[str, Any] = {"sanity": {}, "shape": None}  # what batch 0 found (shared from rank 0)
         self.n, self.batches = 0, 0
 
@@ -219,6 +223,8 @@ class Evaluation:
         robust = pa == y
         d = (x_adv - x).flatten(1).float()
         linf, l2, ss = d.abs().amax(1), d.norm(dim=1), ssim(x, x_adv)
+        if key in self.stats:
+            self.stats[key].update(d, pa, fooled)
         p = key_prefix(key)
         for c, v in (("fooled", fooled), ("robust", robust), ("invalid", screened.invalid), ("nonfinite", screened.nonfinite)):
             self.acc.add(p + c, v.sum())
@@ -260,7 +266,11 @@ class Evaluation:
         self.acc.update("wall", wall)
         self.acc.all_reduce()
         first = share_first_batch(self.first)  # batch 0's host-side findings, from rank 0
+        for st in self.stats.values():
+            st.all_reduce()
         values = self.acc.read()  # the one host read
+        for key, st in self.stats.items():
+            values.update({key_prefix(key) + k: v for k, v in st.result().items() if k != "max_entropy"})
         if values["n"] == 0:
             raise ValueError("the loader yielded no batches; evaluate needs at least one (images, labels) batch.")
         grids = self.grid.as_dict(self.plan.variants)

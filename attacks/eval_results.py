@@ -1,6 +1,7 @@
 """From the totals ``evaluate()`` read back (by name) to a ``Report``: results, worst case, sanity, flags."""
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -42,7 +43,7 @@ def _result(v: Mapping[str, float], p: str, *, name: str, eps: float, norm: str,
         n_robust=int(v[p + "robust"]), n_target_hits=int(v[p + "hits"]) if targeted else None,
         mean_linf=v[p + "sum_linf"] / n, max_linf=max(v[p + "max_linf"], 0.0), mean_l2=v[p + "sum_l2"] / n,
         max_l2=max(v[p + "max_l2"], 0.0), seconds=seconds, mean_ssim=v[p + "sum_ssim"] / n, n_invalid=n_invalid,
-        attack=attack)
+        attack=attack, shared_energy=v.get(p + "shared_energy", math.nan), adv_class_entropy=v.get(p + "adv_class_entropy", math.nan))
 
 
 def _describe(atk: object) -> dict[str, Any]:

@@ -47,6 +47,10 @@ class AttackResult:
     mean_ssim: float = math.nan
     n_invalid: int = 0
     attack: dict[str, Any] = field(default_factory=dict)
+    #: ``||mean delta||^2 / mean ||delta||^2`` over all inputs (1: one universal perturbation; attacks.diagnostics)
+    shared_energy: float = math.nan
+    #: entropy (nats) of the classes the fooled inputs were sent to (0: every fooled input lands in one class)
+    adv_class_entropy: float = math.nan
 
     @property
     def attack_success_rate(self) -> float:
@@ -68,7 +72,8 @@ class AttackResult:
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        d.update(mean_ssim=_num(self.mean_ssim), attack_success_rate=_num(self.attack_success_rate),
+        d.update(mean_ssim=_num(self.mean_ssim), shared_energy=_num(self.shared_energy),
+                 adv_class_entropy=_num(self.adv_class_entropy), attack_success_rate=_num(self.attack_success_rate),
                  robust_accuracy=_num(self.robust_accuracy), targeted_success_rate=_num(self.targeted_success_rate),
                  images_per_second=_num(self.images_per_second))
         return d
@@ -77,8 +82,9 @@ class AttackResult:
     def from_dict(cls, d: dict[str, Any]) -> AttackResult:
         names = {f.name for f in fields(cls)}
         kw = {k: v for k, v in d.items() if k in names}
-        if kw.get("mean_ssim") is None:
-            kw["mean_ssim"] = math.nan
+        for k in ("mean_ssim", "shared_energy", "adv_class_entropy"):
+            if kw.get(k) is None:
+                kw.pop(k, None)  # absent or null (NaN in JSON): the default NaN
         return cls(**kw)
 
 

@@ -20,7 +20,7 @@ def _ssim(v: float) -> str:
 
 def _head(targeted: bool) -> list[str]:
     return ["attack", "norm", "eps", "ASR", "robust acc"] + (["targeted SR"] if targeted else []) + \
-        ["mean L∞", "max L∞", "mean L2", "max L2", "mean SSIM", "img/s", "seconds"]
+        ["mean L∞", "max L∞", "mean L2", "max L2", "mean SSIM", "shared energy", "adv-class entropy", "img/s", "seconds"]
 
 
 def _row(name: str, r: AttackResult, targeted: bool) -> list[str]:
@@ -28,7 +28,7 @@ def _row(name: str, r: AttackResult, targeted: bool) -> list[str]:
     if targeted:
         row.append(_pct(r.targeted_success_rate))
     return row + [f"{r.mean_linf:.4f}", f"{r.max_linf:.4f}", f"{r.mean_l2:.4f}", f"{r.max_l2:.4f}", _ssim(r.mean_ssim),
-                  f"{r.images_per_second:,.0f}", f"{r.seconds:.2f}"]
+                  _ssim(r.shared_energy), _ssim(r.adv_class_entropy), f"{r.images_per_second:,.0f}", f"{r.seconds:.2f}"]
 
 
 def _table(head: list[str], rows: list[list[str]]) -> list[str]:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -61,9 +62,26 @@ def test_fit_raises_asr_well_above_noise_and_leaves_classifier_bit_identical(fit
     noise = _noise_asr(clf, x, y, 0.3)
     assert asr > noise + 0.25, f"AdvGAN ASR {asr:.3f} vs random-sign noise {noise:.3f}"
     assert [e["epoch"] for e in hist.epochs] == [1, 2] and all("val_asr" in e for e in hist.epochs)
-    assert hist.epochs[-1]["val_asr"] == pytest.approx(asr)
-    for key in ("D/loss", "G/loss", "G/adv", "G/gan", "G/hinge"):
+    assert max(e["val_asr"] for e in hist.epochs) == pytest.approx(asr)  # the best epoch's generator is kept
+    for key in ("D/loss", "G/loss", "G/adv", "G/gan", "G/hinge", "G/div"):
         assert key in hist.steps[-1]
+
+
+def test_trained_generator_perturbation_depends_on_the_input(fitted, small_sets):
+    atk, hist, *_ = fitted
+    _, test = small_sets
+    for e in hist.epochs:  # the diagnostics are in the history, and they are the generator's
+        assert 0 < e["val_shared_energy"] < 1 and 0 <= e["val_adv_class_entropy"] <= math.log(10)
+    best = max(hist.epochs, key=lambda e: e["val_asr"])
+    diag = atk.diagnostics(test)
+    assert diag["shared_energy"] == pytest.approx(best["val_shared_energy"], rel=1e-4)
+    x = test.images[:64]
+    delta = atk.perturb(x) - x
+    # a universal perturbation would give shared energy 1 and equal deltas for different inputs
+    assert diag["shared_energy"] < 0.8
+    pair = (delta[::2] - delta[1::2]).flatten(1).norm(dim=1) / delta[::2].flatten(1).norm(dim=1).clamp(min=1e-8)
+    assert float(pair.median()) > 0.3, f"perturbations of different inputs differ by only {float(pair.median()):.2f}"
+    assert diag["adv_class_entropy"] > 0.3  # fooled digits go to more than one class
 
 
 def test_as_attack_is_an_attack_inside_threat_model_one_forward_per_batch(fitted, trained_tiny_clf, small_sets):
@@ -115,7 +133,7 @@ def test_l2_fit_runs_and_stays_in_ball(trained_tiny_clf, mnist):
 def test_targeted_hits_targets_more_often_than_chance(trained_tiny_clf, mnist, small_sets):
     train, _ = mnist                     # the targeted game needs ~250 steps to take off (4,000 images x 2 epochs)
     _, test = small_sets
-    atk = AdvGAN(trained_tiny_clf, AdvGANConfig(eps=0.3, targeted=True, lr_g=3e-3, lr_d=3e-3, **FAST))
+    atk = AdvGAN(trained_tiny_clf, AdvGANConfig(eps=0.3, targeted=True, g_steps=1, **FAST))
     hist = atk.fit(train, epochs=2)
     x, y = test.images[:300], test.labels[:300]
     t = (y + 1 + torch.arange(len(y)) % 9) % 10
@@ -129,6 +147,22 @@ def test_targeted_hits_targets_more_often_than_chance(trained_tiny_clf, mnist, s
         atk.perturb(x)  # a targeted generator needs targets for perturb
     untargeted_call = atk.as_attack()(trained_tiny_clf, x, y)  # random targets drawn
     assert bool(ThreatModel("linf", 0.3).contains(x, untargeted_call).all())
+
+
+def test_target_curriculum_draws_missed_targets_more_often_and_never_the_label(trained_tiny_clf):
+    atk = AdvGAN(trained_tiny_clf, AdvGANConfig(eps=0.3, targeted=True, target_curriculum=4.0, **FAST))
+    game = atk.game
+    game.miss = torch.zeros(10)
+    game.miss[7] = 1.0                      # target 7 is always missed: weight 5 against 1
+    torch.manual_seed(0)
+    y = torch.randint(0, 10, (20000,))
+    t = game.draw_targets(y)
+    assert not bool((t == y).any())
+    share = float((t[y != 7] == 7).float().mean())
+    assert share == pytest.approx(5 / 13, abs=0.02)  # 5 / (5 + 8 other targets of weight 1)
+    game._track_misses(torch.tensor([3, 3, 7]), torch.tensor([True, False, True]))
+    assert float(game.miss[3]) == pytest.approx(0.05) and float(game.miss[7]) == pytest.approx(0.9)
+    assert float(game.miss[0]) == 0.0      # classes absent from the batch keep their rate
 
 
 def test_save_load_round_trip_and_refusals(fitted, trained_tiny_clf, small_batch, tmp_path):
@@ -165,7 +199,8 @@ def _weights(atk):
 def test_resume_after_interruption_equals_uninterrupted(trained_tiny_clf, mnist, tmp_path, targeted):
     train, _ = mnist
     sub = data.ImageDataset(train.images[:192], train.labels[:192], 10)  # 6 steps per epoch
-    cfg = AdvGANConfig(eps=0.2, targeted=targeted, width=4, checkpoint_every=4, **FAST)
+    # targeted: with the per-target curriculum, whose running miss rates must resume too
+    cfg = AdvGANConfig(eps=0.2, targeted=targeted, target_curriculum=2.0 if targeted else 0.0, width=4, checkpoint_every=4, **FAST)
     ref = AdvGAN(trained_tiny_clf, cfg)
     ref.fit(sub, epochs=3)
 

@@ -151,10 +151,12 @@ def test_cli_flags_and_defaults_are_those_of_0_1():
     assert now.keys() == before.keys()
     # flags added after 0.1 (listed in the README's changelog); every 0.1 flag keeps its name and default
     added = {"demo": {"--corruptions", "--corruption-severity"},
-             "evaluate": {"--corruptions", "--severities", "--corruption-baseline"}}
+             "evaluate": {"--corruptions", "--severities", "--corruption-baseline"},
+             # AdvGAN round 2: the training levers and the generator's size
+             "train-attacker": {"--g-steps", "--div-weight", "--shift", "--ema", "--no-best-epoch", "--width", "--image-size"}}
     # 0.1 showed None for "AdvGANConfig's default"; the generated flags show the value itself (the same run)
     shown = {("train-attacker", "--batch-size"): "32", ("train-attacker", "--kappa"): "10.0",
-             ("train-attacker", "--alpha"): "1.0", ("train-attacker", "--beta"): "1.0"}
+             ("train-attacker", "--alpha"): "1.0", ("train-attacker", "--beta"): "0.0"}
     for cmd, flags in before.items():
         assert set(now[cmd]) - set(flags) == added.get(cmd, set()) and set(flags) <= set(now[cmd]), cmd
         for flag, row in flags.items():

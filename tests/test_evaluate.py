@@ -53,6 +53,11 @@ def test_matches_hand_computation(trained_tiny_clf, small_batch):
     assert r.max_l2 == pytest.approx(d.norm(dim=1).max().item(), rel=1e-5)
     assert r.mean_l2 == pytest.approx(d.norm(dim=1).mean().item(), rel=1e-5)
     assert r.targeted_success_rate is None and r.seconds > 0 and r.images_per_second > 0
+    from attacks.diagnostics import adversarial_class_entropy, shared_energy
+
+    assert r.shared_energy == pytest.approx(shared_energy(x_adv - x), rel=1e-5)  # streamed over two batches
+    assert r.adv_class_entropy == pytest.approx(adversarial_class_entropy(pa, correct & (pa != y), 10), rel=1e-6)
+    assert Report.from_dict(rep.to_dict())["fgsm"].shared_energy == pytest.approx(r.shared_energy)
 
 
 def test_asr_counts_only_correctly_classified(trained_tiny_clf, small_batch):

@@ -3,8 +3,8 @@ from .blackbox import MODES, BlackBox, BlackBoxAdvGAN, DynamicDistillationGame, 
 from .callbacks import AdvGANValidation, QueryCount
 from .game import KIND, AdvGANGame
 from .generator_attack import GeneratorAttack, generator_delta
-from .model import GENERATORS, AdvGAN, AdvGANConfig, build_generator
+from .model import GENERATORS, AdvGAN, AdvGANConfig, build_generator, generator_shape
 
-__all__ = ["AdvGAN", "AdvGANConfig", "AdvGANGame", "GENERATORS", "KIND", "build_generator", "GeneratorAttack",
+__all__ = ["AdvGAN", "AdvGANConfig", "AdvGANGame", "GENERATORS", "KIND", "build_generator", "generator_shape", "GeneratorAttack",
            "generator_delta", "AdvGANValidation", "QueryCount", "BlackBox", "BlackBoxAdvGAN", "DynamicDistillationGame",
            "distill_labels", "MODES"]

@@ -22,7 +22,7 @@ KIND = "advgan"
 
 
 class AdvGANGame(MinMaxGame):
-    """``L_G = L_adv + alpha * L_GAN + beta * L_hinge`` against ``target`` (frozen); D tells x from x_adv.
+    """``L_G = L_adv + alpha * L_GAN + beta * L_hinge + div_weight * L_div`` against ``target`` (frozen); D tells x from x_adv.
 
     Args:
         config: the AdvGAN settings.
@@ -38,6 +38,8 @@ class AdvGANGame(MinMaxGame):
         self.cfg, self.target = config, target
         self.num_classes, self.in_chans = num_classes, in_chans
         self.nets: dict[str, nn.Module] = {"D": D, "G": G}
+        #: targeted: running miss rate per target class (the curriculum's weights; see draw_targets)
+        self.miss = torch.full((num_classes,), 0.5)
 
     def target_model(self) -> nn.Module:
         """The classifier the generator attacks (for a dynamic black-box game: the surrogate S)."""
@@ -50,7 +52,7 @@ class AdvGANGame(MinMaxGame):
     def players(self) -> list[Player]:
         c = self.cfg
         return [Player("D", c.lr_d, c.d_steps, c.betas, c.weight_decay),
-                Player("G", c.lr_g, 1, c.betas, c.weight_decay, ema=bool(c.ema_decay))]
+                Player("G", c.lr_g, c.g_steps, c.betas, c.weight_decay, ema=bool(c.ema_decay))]
 
     def frozen_modules(self) -> list[nn.Module]:
         return [self.target]
@@ -62,7 +64,24 @@ class AdvGANGame(MinMaxGame):
         return BatchSpec(num_classes=self.num_classes, channels=self.in_chans)
 
     def draw_targets(self, y: torch.Tensor) -> torch.Tensor | None:
-        return random_targets(y, self.num_classes) if self.cfg.targeted else None
+        """Random targets != y (targeted games): uniform, or with ``target_curriculum = s`` drawn with weight
+        ``1 + s * miss[t]`` so the targets G misses most come up most (a per-target curriculum)."""
+        if not self.cfg.targeted:
+            return None
+        if not self.cfg.target_curriculum:
+            return random_targets(y, self.num_classes)
+        w = (1.0 + self.cfg.target_curriculum * self.miss.to(y.device)).expand(y.shape[0], -1).clone()
+        w[torch.arange(y.shape[0], device=y.device), y] = 0.0
+        return torch.multinomial(w, 1).squeeze(1)
+
+    @torch.no_grad()
+    def _track_misses(self, t: torch.Tensor, hit: torch.Tensor, momentum: float = 0.9) -> None:
+        """Fold one batch's hits into the running miss rate of each target class present (no host sync)."""
+        k = self.num_classes
+        n = torch.bincount(t, minlength=k).float()
+        h = torch.bincount(t, weights=hit.float(), minlength=k)
+        miss = self.miss.to(t.device)
+        self.miss = torch.where(n > 0, momentum * miss + (1 - momentum) * (1 - h / n.clamp(min=1)), miss)
 
     def adversarial(self, x: torch.Tensor, t: torch.Tensor | None,
                     generator: nn.Module | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -74,6 +93,8 @@ class AdvGANGame(MinMaxGame):
 
     def loss(self, player: str, nets: Nets, batch: Batch, step: int) -> tuple[torch.Tensor, LossParts]:
         x, y = batch[0], batch[1]
+        if self.cfg.shift:
+            x = random_shift(x, self.cfg.shift)
         t = self.draw_targets(y)
         cfg, D, G = self.cfg, nets["D"], nets["G"]
         if player == "D":
@@ -86,7 +107,32 @@ class AdvGANGame(MinMaxGame):
         l_gan = losses.g_loss(cfg.gan_loss, D(x_adv))
         norms = delta.flatten(1).norm(dim=1)
         l_hinge = torch.relu(norms - cfg.hinge_bound(x[0].numel())).mean()
-        loss = l_adv + cfg.alpha * l_gan + cfg.beta * l_hinge
-        success = is_adversarial(logits.detach(), y, t).float().mean()
-        return loss, {"adv": l_adv.detach(), "gan": l_gan.detach(), "hinge": l_hinge.detach(),
+        l_div = batch_shared_energy(delta)
+        loss = l_adv + cfg.alpha * l_gan + cfg.beta * l_hinge + cfg.div_weight * l_div
+        hit = is_adversarial(logits.detach(), y, t)
+        if t is not None and cfg.target_curriculum:
+            self._track_misses(t, hit)
+        success = hit.float().mean()
+        return loss, {"adv": l_adv.detach(), "gan": l_gan.detach(), "hinge": l_hinge.detach(), "div": l_div.detach(),
                       "l2": norms.detach().mean(), "asr": success}
+
+
+def batch_shared_energy(delta: torch.Tensor) -> torch.Tensor:
+    """The diversity term: ``||mean delta||^2 / mean ||delta||^2`` over the batch (differentiable; 1 for one
+    perturbation shared by every input, about 1/N for independent ones). See :mod:`attacks.diagnostics`."""
+    d = delta.flatten(1).float()
+    return d.mean(0).pow(2).sum() / d.pow(2).sum(1).mean().clamp(min=1e-12)
+
+
+def random_shift(x: torch.Tensor, max_shift: int) -> torch.Tensor:
+    """Each image shifted by its own random offset of up to ``max_shift`` pixels per axis (edge pixels repeated)."""
+    n, _, h, w = x.shape
+    s = max_shift
+    padded = torch.nn.functional.pad(x, (s, s, s, s), mode="replicate")
+    off = torch.randint(0, 2 * s + 1, (n, 2), device=x.device)
+    rows = (torch.arange(h, device=x.device)[None, :] + off[:, :1])           # (n, h)
+    cols = (torch.arange(w, device=x.device)[None, :] + off[:, 1:])           # (n, w)
+    idx_r = rows[:, None, :, None].expand(n, x.shape[1], h, padded.shape[-1])
+    out = padded.gather(2, idx_r)
+    idx_c = cols[:, None, None, :].expand(n, x.shape[1], h, w)
+    return out.gather(3, idx_c)

@@ -4,10 +4,15 @@
 ball), ``x_adv = clip(x + delta, 0, 1)``; a discriminator D tells x from x_adv; the target classifier f
 is frozen (eval, no parameter gradients, bit-identical after training). The generator minimises
 
-    L = L_adv + alpha * L_GAN + beta * L_hinge
+    L = L_adv + alpha * L_GAN + beta * L_hinge + div_weight * L_div
     L_adv   = C&W margin on f's logits with confidence kappa (untargeted, or toward a target t)
     L_GAN   = the GAN loss of ``advgan.losses`` (least squares by default, as in the paper)
-    L_hinge = E max(0, ||delta||_2 - c)
+    L_hinge = E max(0, ||delta||_2 - c)            (default beta = 0: the L-inf ball already bounds delta)
+    L_div   = ||mean delta||^2 / mean ||delta||^2 over the batch (the shared energy; it keeps G from
+              collapsing onto one near-universal perturbation)
+
+with ``g_steps`` generator steps per discriminator step, optional random-shift augmentation, an EMA
+generator (decay 0.999) and, given a validation set, the epoch with the best validation ASR.
 
 on the shared :class:`~advgan.engine.MinMaxTrainer` (schedule, checkpoints, exact resume, progress).
 A targeted AdvGAN is one generator conditioned on the target class; targets are drawn at random
@@ -33,15 +38,16 @@ from torch.utils.data import DataLoader, Dataset, default_collate
 from attacks import Measurement, measure
 from attacks.base import frozen_eval, random_targets
 from attacks.checks import check_eps, check_images, check_labels, compute_dtype, explain_data_error, looks_like_probabilities, unpack_pair
+from attacks.diagnostics import PerturbationStats
 from attacks.threat import ThreatModel
 
 from .. import modelio
-from ..config import FLAG, Choice, Custom, Integer, Real
+from ..config import FLAG, RUN, Choice, Custom, Integer, Real
 from ..data.loaders import as_loader
 from ..engine import Callback, SampleGrid, Trainable, TrainConfig
 from ..engine.history import History
 from ..gans import losses
-from .callbacks import AdvGANValidation
+from .callbacks import AdvGANValidation, BestGenerator, TargetCurriculum
 from .game import KIND, AdvGANGame
 from .generator_attack import GeneratorAttack
 
@@ -69,15 +75,26 @@ class AdvGANConfig(TrainConfig):
     targeted: Annotated[bool, FLAG] = False                  #: one generator conditioned on the target class
     kappa: Annotated[float, NONNEG] = 10.0                   #: C&W confidence margin on logits
     alpha: Annotated[float, NONNEG] = 1.0                    #: GAN loss weight
-    beta: Annotated[float, NONNEG] = 1.0                     #: hinge loss weight
+    beta: Annotated[float, NONNEG] = 0.0                     #: hinge loss weight (0.1 default: 1)
     #: hinge bound on ||delta||_2; None: eps * sqrt(pixels) / 2 (L-inf) or eps (L2)
     c: Annotated[float | None, Real(0, closed=True, optional=True, what="a finite number >= 0 (the hinge bound on ||delta||_2)")] = None
     gan_loss: Annotated[str, Custom(_gan_loss, "a GAN loss name")] = "lsgan"   #: GAN loss (least squares, as in the paper)
     generator: Annotated[str, Choice(GENERATORS)] = "resnet"  #: resnet (paper's encoder-decoder) | unet
     width: Annotated[int, Integer(1)] = 8                    #: first-layer channels of G and D (paper: 8)
+    #: image side G is sized for (None: the paper's 28-px net); see generator_shape
+    image_size: Annotated[int | None, Integer(1, optional=True)] = None
+    g_steps: Annotated[int, Integer(1)] = 2                  #: generator steps per discriminator step (on the same batch)
+    #: weight of the diversity term: the batch's shared energy ||mean delta||^2 / mean ||delta||^2
+    div_weight: Annotated[float, NONNEG] = 0.5
+    shift: Annotated[int, Integer(0)] = 0                    #: random shift augmentation: up to this many pixels per axis
+    #: targeted: draw hard targets more often (weight 1 + s * running miss rate of the target; 0: uniform)
+    target_curriculum: Annotated[float, NONNEG] = 0.0
+    #: keep the epoch with the best validation ASR (needs a validation set; else the last epoch is kept)
+    best_epoch: Annotated[bool, FLAG, RUN] = True
     lr_g: float = 3e-3
     lr_d: float = 3e-3
     batch_size: int = 32
+    ema_decay: float | None = 0.999
 
     def validate(self) -> None:
         object.__setattr__(self, "eps", check_eps(self.eps, self.norm))
@@ -93,15 +110,28 @@ class AdvGANConfig(TrainConfig):
         return self.eps * math.sqrt(pixels) / 2 if self.norm == "linf" else self.eps
 
 
+def generator_shape(width: int, image_size: int | None) -> tuple[int, int]:
+    """``(width, downsamplings)`` of the generator for images of side ``image_size`` (the documented default).
+
+    Up to 64 px (and ``None``): ``(width, 2)``, the paper's net (bottleneck at 1/4 of the side). Up to 128 px:
+    ``(2 * width, 3)``; larger (e.g. 224): ``(2 * width, 4)`` (bottleneck 14x14 at 224, with 16x the first-layer
+    channels). The receptive field grows with the image, so a perturbation can follow object-sized structure,
+    while the cost per pixel stays within about 3x of the paper's net. The U-Net uses ``downsamplings + 1`` levels."""
+    if image_size is None or image_size <= 64:
+        return width, 2
+    return 2 * width, (3 if image_size <= 128 else 4)
+
+
 def build_generator(cfg: AdvGANConfig, in_chans: int, num_classes: int) -> nn.Module:
     cond = num_classes if cfg.targeted else 0
+    width, n_down = generator_shape(cfg.width, cfg.image_size)
     if cfg.generator == "resnet":
         from ..gans.nets.encdec import ResNetGenerator
 
-        return ResNetGenerator(in_chans, width=cfg.width, num_classes=cond)
+        return ResNetGenerator(in_chans, width=width, num_classes=cond, n_down=n_down)
     from ..gans.nets.encdec import UNetPerturbation
 
-    return UNetPerturbation(in_chans, width=cfg.width, num_classes=cond)
+    return UNetPerturbation(in_chans, width=width, num_classes=cond, depth=n_down + 1)
 
 
 def _check_classifier(classifier: Any) -> tuple[int, int]:
@@ -200,8 +230,12 @@ class AdvGAN(Trainable):
         if val is not None:
             x0, y0 = self.check_data(val, "validation data")
         ckpt = Path(out_dir) / "checkpoint" if out_dir is not None else None
+        callbacks = self._callbacks(val, x0[:8], y0[:8])
         with frozen_eval(self.game.target_model()):
-            history = self.train(loader, epochs, ckpt, resume=resume, callbacks=self._callbacks(val, x0[:8], y0[:8]))
+            history = self.train(loader, epochs, ckpt, resume=resume, callbacks=callbacks)
+        best = next((cb for cb in callbacks if isinstance(cb, BestGenerator)), None)
+        if best is not None and best.state is not None:
+            self.generator.load_state_dict(best.state)
         for net in (self.G, self.D):
             net.eval()
         if out_dir is not None and self.trainer is not None and self.trainer.dist.is_main:
@@ -211,7 +245,10 @@ class AdvGAN(Trainable):
     def _callbacks(self, val: DataLoader | None, x: torch.Tensor, y: torch.Tensor) -> list[Callback]:
         """Validation on ``val`` (when given) and a sample grid of ``x`` after each epoch."""
         grid = SampleGrid(lambda path, trainer: self.sample_grid(path, x, y, generator=trainer.ema_net("G")))
-        return ([AdvGANValidation(self, val)] if val is not None else []) + [grid]
+        extra: list[Callback] = [TargetCurriculum(self.game)] if self.config.targeted and self.config.target_curriculum else []
+        if val is None:
+            return extra + [grid]
+        return extra + [AdvGANValidation(self, val)] + ([BestGenerator()] if self.config.best_epoch else []) + [grid]
 
     # ------------------------------------------------------------------ attacking
     def _targets(self, target: Any, n: int, device: torch.device) -> torch.Tensor | None:
@@ -240,10 +277,12 @@ class AdvGAN(Trainable):
             G.train(was)
         return x_adv.to(device=x.device, dtype=x.dtype)
 
-    def as_attack(self, batch_size: int = 256) -> GeneratorAttack:
-        """An :class:`attacks.Attack` using a frozen copy of the trained generator (one forward per batch)."""
+    def as_attack(self, batch_size: int = 256, *, channels_last: bool = False, compile: bool | str = False) -> GeneratorAttack:
+        """An :class:`attacks.Attack` using a frozen copy of the trained generator (one no-grad forward per batch;
+        ``channels_last`` / ``compile``: see :class:`GeneratorAttack`)."""
         return GeneratorAttack(self.generator, self.config.eps, self.config.norm, targeted=self.config.targeted,
-                               num_classes=self.num_classes, batch_size=batch_size, seed=self.config.seed)
+                               num_classes=self.num_classes, batch_size=batch_size, seed=self.config.seed,
+                               channels_last=channels_last, compile=compile, in_chans=self.in_chans)
 
     def measure(self, data: Dataset | DataLoader, *, model: nn.Module | None = None,
                 generator: nn.Module | None = None) -> Measurement:
@@ -267,6 +306,27 @@ class AdvGAN(Trainable):
         m = self.measure(data, model=model, generator=generator)
         hits = m.n_target_hits if self.config.targeted and m.n_target_hits is not None else m.n_fooled
         return {"asr": hits / max(m.n_correct, 1), "clean_acc": m.n_correct / max(m.n, 1)}
+
+    def diagnostics(self, data: Dataset | DataLoader, *, model: nn.Module | None = None,
+                    generator: nn.Module | None = None) -> dict[str, float]:
+        """How input-specific the perturbations are on ``data`` (:mod:`attacks.diagnostics`):
+        ``{"shared_energy", "adv_class_entropy", "max_entropy"}``; the entropy is over the adversarial classes of
+        the inputs that ``model`` classified correctly and the attack fooled (targets as in :meth:`measure`)."""
+        G = generator if generator is not None else self.generator
+        target_model = model if model is not None else self.game.target_model()
+        stats = PerturbationStats(self.num_classes)
+        dev = self.device
+        with frozen_eval(target_model), torch.no_grad():
+            for i, batch in enumerate(self._as_loader(data, shuffle=False)):
+                x, y = batch[0].to(dev), batch[1].to(dev)
+                t = None
+                if self.config.targeted:
+                    g = torch.Generator().manual_seed(self.config.seed + 1 + i)
+                    t = random_targets(y.cpu(), self.num_classes, generator=g).to(dev)
+                x_adv, delta = self.game.adversarial(x, t, generator=G)
+                pred, pred_adv = target_model(x).argmax(1), target_model(x_adv).argmax(1)
+                stats.update(delta, pred_adv, (pred == y) & (pred_adv != y))
+        return stats.result()
 
     def attack_success_rate(self, data: Dataset | DataLoader) -> float:
         """Fraction of correctly classified items the generator fools (hits a random target when targeted)."""

@@ -10,7 +10,8 @@ from .flags import add_config_flags, config_values
 NAME = "train-attacker"
 HELP = "train an AdvGAN generator against a saved classifier; saves it, a sample grid, loss curves and test ASR"
 #: AdvGANConfig fields as flags (their defaults)
-FIELDS = ("eps", "norm", "targeted", "batch_size", "generator", "kappa", "alpha", "beta") + RUN_FLAGS
+FIELDS = ("eps", "norm", "targeted", "batch_size", "generator", "kappa", "alpha", "beta", "g_steps", "div_weight", "shift",
+          "ema_decay", "best_epoch", "width", "image_size") + RUN_FLAGS
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -40,7 +41,12 @@ def _train(args: argparse.Namespace, clf, cfg: AdvGANConfig, train, test):
         hist = bba.fit(train, args.epochs, out_dir=out)
         return AdvGAN.load(out, clf), hist, bba.queries
     atk = AdvGAN(clf, cfg)
-    hist = atk.fit(train, args.epochs, out_dir=out, val_loader=data.loader(test, 256))
+    # validation (and the best epoch) on training images: the reported test numbers stay unselected
+    import torch
+
+    idx = torch.randperm(len(train), generator=torch.Generator().manual_seed(cfg.seed))[:min(500, len(train))]
+    val = torch.utils.data.Subset(train, idx.tolist())
+    hist = atk.fit(train, args.epochs, out_dir=out, val_loader=data.loader(val, 256))
     return atk, hist, None
 
 
@@ -64,17 +70,20 @@ def run(args: argparse.Namespace) -> int:
     atk, hist, queries = _train(args, clf, cfg, train, test)
     seconds = time.perf_counter() - t0
     res = atk.rates(data.loader(test, 256), model=clf)  # against the real target (black-box: trained on a surrogate)
+    diag = atk.diagnostics(data.loader(test, 256), model=clf)
     xs = next(iter(data.loader(test, 8, shuffle=True, seed=args.seed)))
     atk.sample_grid(out / "samples.png", xs[0], xs[1])
     hist.plot(out / "losses.png", title=f"AdvGAN {cfg.norm} eps={cfg.eps:g}" + (f" black-box {args.black_box}" if args.black_box else ""))
     result = {"dataset": args.dataset, "eps": cfg.eps, "norm": cfg.norm, "targeted": cfg.targeted,
               "black_box": args.black_box, "epochs": args.epochs, "test_attack_success_rate": res["asr"],
-              "test_clean_accuracy": res["clean_acc"], "train_seconds_this_run": seconds, "queries": queries,
+              "test_clean_accuracy": res["clean_acc"], "test_shared_energy": diag["shared_energy"],
+              "test_adv_class_entropy": diag["adv_class_entropy"], "train_seconds_this_run": seconds, "queries": queries,
               "config": cfg.to_dict()}
     save_json(out / "result.json", result)
     what = "hit-rate of random targets" if cfg.targeted else "attack success rate"
     print(f"AdvGAN ({cfg.norm} eps={cfg.eps:g}{', black-box ' + args.black_box if args.black_box else ''}): test {what} "
-          f"{res['asr']:.4f} over correctly classified inputs (clean accuracy {res['clean_acc']:.4f}) -> {out}")
+          f"{res['asr']:.4f} over correctly classified inputs (clean accuracy {res['clean_acc']:.4f}); shared energy "
+          f"{diag['shared_energy']:.3f}, adversarial-class entropy {diag['adv_class_entropy']:.2f} nats -> {out}")
     if queries:
         print(f"black-box queries: {queries}")
     return 0

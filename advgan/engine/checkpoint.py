@@ -27,8 +27,8 @@ HISTORY = "history.json"
 KIND = "minmax-checkpoint"
 #: fields that the one-player configs of advgan 0.1 inherited and ignored; a 0.1 checkpoint that has them resumes
 RETIRED_FIELDS = ("lr_g", "lr_d", "d_steps")
-
-
+#: fields added after a checkpoint format was in use, with the value that reproduces the older training:
+#: a checkpoint without them resumes when the config sets that value (AdvGAN round 2)
 def comparable_config(config: Any, game_config: Mapping[str, Any]) -> dict[str, Any]:
     """What must match for a checkpoint to resume: the config without its ``RUN`` fields, and the game's own."""
     skip = run_fields(type(config))
@@ -145,7 +145,8 @@ class Checkpointer:
 #: training-config fields added after a checkpoint format was fixed, with the value that reproduces the old
 #: behaviour: a checkpoint without the field resumes when the run's value is that one
 ADDED_FIELDS: dict[str, Any] = {"augmix_width": 3, "augmix_depth": -1, "augmix_severity": 3, "augmix_alpha": 1.0,
-                                "jsd_lambda": 12.0, "augmix_corruptions": ""}
+                                "jsd_lambda": 12.0, "augmix_corruptions": "",
+                                "g_steps": 1, "div_weight": 0.0, "shift": 0, "image_size": None, "target_curriculum": 0.0}
 
 
 def _check_fingerprint(path: Path, stored: Any, now: Mapping[str, Any] | None) -> None:

@@ -76,19 +76,23 @@ class ResNetGenerator(nn.Module):
         in_chans: image channels; out_chans: perturbation channels (default ``in_chans``).
         width: channels of the first layer (paper: 8); then 2x and 4x after each downsampling.
         n_blocks: residual blocks at the bottleneck (paper: 4).
+        n_down: stride-2 downsamplings (paper: 2); channels double at each (``width * 2**i``).
         num_classes: > 0 for a target-conditioned generator (conditional instance norm: the target
             class sets every norm layer's scale and shift).
     """
 
     def __init__(self, in_chans: int = 1, out_chans: int | None = None, *, width: int = 8, n_blocks: int = 4,
-                 num_classes: int = 0) -> None:
+                 num_classes: int = 0, n_down: int = 2) -> None:
         super().__init__()
-        for name, v, lo in (("in_chans", in_chans, 1), ("width", width, 1), ("n_blocks", n_blocks, 0), ("num_classes", num_classes, 0)):
+        for name, v, lo in (("in_chans", in_chans, 1), ("width", width, 1), ("n_blocks", n_blocks, 0), ("num_classes", num_classes, 0),
+                            ("n_down", n_down, 1)):
             Integer(lo)(v, name)
         out_chans = in_chans if out_chans is None else out_chans
         self.in_chans, self.out_chans, self.num_classes = in_chans, out_chans, num_classes
+        self.width, self.n_down = width, n_down
         w = width
         k = num_classes
+        chans = [w * 2 ** i for i in range(n_down + 1)]  # w, 2w, 4w (paper), then 8w, ... for large images
 
         def down(a: int, b: int) -> list[nn.Module]:
             return [nn.Conv2d(a, b, 3, stride=2, padding=1), _norm(b, k), nn.ReLU(inplace=True)]
@@ -98,9 +102,9 @@ class ResNetGenerator(nn.Module):
 
         self.net = nn.Sequential(
             nn.ReflectionPad2d(3), nn.Conv2d(in_chans, w, 7), _norm(w, k), nn.ReLU(inplace=True),
-            *down(w, 2 * w), *down(2 * w, 4 * w),
-            *[ResBlock(4 * w, k) for _ in range(n_blocks)],
-            *up(4 * w, 2 * w), *up(2 * w, w),
+            *[m for a, b in zip(chans, chans[1:]) for m in down(a, b)],
+            *[ResBlock(chans[-1], k) for _ in range(n_blocks)],
+            *[m for a, b in zip(chans[::-1], chans[-2::-1]) for m in up(a, b)],
             nn.ReflectionPad2d(3), nn.Conv2d(w, out_chans, 7),
         )
 
@@ -114,14 +118,14 @@ class ResNetGenerator(nn.Module):
             for m in cond:
                 m.target = target.long()
             try:
-                xp, (h, w) = _pad_to(x, 4)
+                xp, (h, w) = _pad_to(x, 2 ** self.n_down)
                 return torch.tanh(self.net(xp)[..., :h, :w])
             finally:
                 for m in cond:
                     m.target = None
         if target is not None:
             raise ValueError("this generator is not target-conditioned (num_classes=0); call it without target.")
-        xp, (h, w) = _pad_to(x, 4)
+        xp, (h, w) = _pad_to(x, 2 ** self.n_down)
         return torch.tanh(self.net(xp)[..., :h, :w])
 
 
@@ -170,9 +174,9 @@ class UNetPerturbation(nn.Module):
 
 @register_net("advgan_resnet")
 def resnet_generator(in_chans: int = 1, out_chans: int | None = None, *, width: int = 8, n_blocks: int = 4,
-                     num_classes: int = 0) -> ResNetGenerator:
+                     num_classes: int = 0, n_down: int = 2) -> ResNetGenerator:
     """Factory for the net registry (name ``"advgan_resnet"``)."""
-    return ResNetGenerator(in_chans, out_chans, width=width, n_blocks=n_blocks, num_classes=num_classes)
+    return ResNetGenerator(in_chans, out_chans, width=width, n_blocks=n_blocks, num_classes=num_classes, n_down=n_down)
 
 
 @register_net("advgan_unet")
