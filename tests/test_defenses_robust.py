@@ -228,3 +228,27 @@ def test_cli_runs_the_new_methods_and_refuses_bad_flags(tmp_path, capsys, traine
     cfg = json.loads((tmp_path / "aw" / "config.json").read_text())
     fc = cfg.get("finetune_config") or cfg.get("extra", {}).get("finetune_config")
     assert fc["method"] == "awp" and fc["awp_base"] == "trades" and fc["awp_gamma"] == 0.02
+
+
+# ---------------------------------------------------------------------- the demo's defense report
+def test_demo_defense_summary_says_what_it_bought_and_cost():
+    from advgan.cli.demo import FINETUNE_METHODS, DemoConfig, finetune_stage
+    from advgan.cli.demo_report import _defense_lines, defense_summary
+
+    assert {"mart", "awp", "n-fgsm"} <= set(FINETUNE_METHODS) and "clean" not in FINETUNE_METHODS
+    for method, trained_on in (("n-fgsm", []), ("augment", ["advgan"])):
+        cfg = DemoConfig(finetune_method=method, classifier_epochs=4, finetune_epochs=3)
+        stage = finetune_stage(cfg)
+        s = {"timings_seconds": {"train target classifier": 40.0, stage: 60.0, "evaluate defended model": 100.0},
+             "clean_accuracy": {"before": 0.97, "after": 0.95},
+             "before": {"pgd-40": {"robust_accuracy": 0.0}, "advgan": {"robust_accuracy": 0.01}},
+             "after": {"pgd-40": {"robust_accuracy": 0.4}, "advgan": {"robust_accuracy": 0.9},
+                       "advgan-retrained": {"robust_accuracy": 0.7}}}
+        d = defense_summary(s, cfg, stage)
+        assert d["trained_on"] == trained_on and d["seconds"] == 60.0
+        assert d["clean_epochs_equivalent"] == pytest.approx(6.0) and d["share_of_demo_time"] == pytest.approx(0.3)
+        assert d["worst_unseen"] == {"before": 0.0, "after": 0.4}
+        assert ("advgan" in d["robust_accuracy_unseen_attacks"]) == (method != "augment")
+        assert d["robust_accuracy_unseen_attacks"]["advgan-retrained"]["before"] is None
+        text = "\n".join(_defense_lines(d))
+        assert "60 s" in text and "6.0 epochs" in text and "40.0%" in text
