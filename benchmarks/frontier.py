@@ -66,7 +66,8 @@ def run_frontier(args: Any, root: Path) -> int:
     methods = [m.strip() for m in args.methods.split(",")] if args.methods else list(DEFAULT_METHODS)
     unknown = [m for m in methods if m not in SETTINGS or SETTINGS[m]["method"] not in METHODS]
     if unknown:
-        raise SystemExit(f"--methods: unknown or unavailable {unknown}; available: {', '.join(m for m in SETTINGS if SETTINGS[m]['method'] in METHODS)}")
+        have = ", ".join(m for m in SETTINGS if SETTINGS[m]["method"] in METHODS)
+        raise SystemExit(f"--methods: unknown or unavailable {unknown}; available: {have}")
     if "clean" not in methods:
         methods.insert(0, "clean")  # the cost unit
     epochs = args.epochs or 3
@@ -167,6 +168,14 @@ def plot(rows: dict[str, dict[str, Any]], path: Path, *, epochs: int, n: int, at
         y = 100 * r["worst_case_acc"]
         ax.scatter([x], [y], s=40)
         ax.annotate(f"{name}\n(clean {100 * r['clean_acc']:.0f}%)", (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8)
+    pts = sorted((r["cost_vs_clean_epoch"] or 0.0, 100 * r["worst_case_acc"]) for r in rows.values())
+    best, hull = -1.0, []
+    for x, y in pts:  # the non-dominated points: cheapest first, each more robust than every cheaper one
+        if y > best:
+            best = y
+            hull.append((x, y))
+    ax.step([h[0] for h in hull], [h[1] for h in hull], where="post", color="gray", alpha=0.5, linestyle="--", label="frontier")
+    ax.legend(loc="lower right", fontsize=8)
     ax.set_xlabel("fine-tuning cost per epoch (× a clean epoch; no defense at 0)")
     ax.set_ylabel("worst-case robust accuracy (%)")
     ax.set_title(f"MNIST-5k, L-inf ε=0.3, {epochs} epochs, {n} test images; worst of {', '.join(attacks)}", fontsize=9)

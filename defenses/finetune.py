@@ -63,7 +63,8 @@ class FinetuneConfig(EngineConfig):
     trades_beta: Annotated[float, NONNEG] = 6.0        #: TRADES: weight of the KL term (also awp on trades)
     mart_beta: Annotated[float, NONNEG] = 6.0          #: MART: weight of the misclassification-aware KL term
     nfgsm_k: Annotated[float, NONNEG] = 2.0            #: N-FGSM: noise magnitude k (uniform in [-k*eps, k*eps]); step = eps
-    awp_gamma: Annotated[float, Real(0, closed=True, must=">= 0 (0 turns the weight perturbation off)")] = 5e-3  #: AWP: relative size of the weight perturbation
+    #: AWP: relative size of the weight perturbation
+    awp_gamma: Annotated[float, Real(0, closed=True, must=">= 0 (0 turns the weight perturbation off)")] = 5e-3
     awp_base: Annotated[str, Choice(AWP_BASES)] = "pgd-at"  #: AWP: the method it perturbs (pgd-at | trades)
     awp_warmup_epochs: Annotated[float, NONNEG] = 0.0  #: AWP: epochs of the base method before the weights are perturbed
     optimizer: Annotated[str, Choice(OPTIMIZERS)] = "adamw"  #: adamw | sgd

@@ -61,7 +61,8 @@ def trades_examples(model: nn.Module, x: torch.Tensor, threat: ThreatModel, *, s
     return adv.detach()
 
 
-def trades_loss(net: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, x_adv: torch.Tensor, y: torch.Tensor, beta: float) -> tuple[torch.Tensor, dict]:
+def trades_loss(net: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, x_adv: torch.Tensor, y: torch.Tensor,
+                beta: float) -> tuple[torch.Tensor, dict]:
     """CE(f(x), y) + β·KL(f(x) ‖ f(x')) with batch-mean KL (``net`` in train mode; gradients through both terms)."""
     logits = net(x)
     logits_adv = net(x_adv)
