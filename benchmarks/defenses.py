@@ -59,6 +59,8 @@ def main() -> int:
                     help="the cost-robustness frontier of every method -> defense_frontier[_TAG].json/.png (frontier.py)")
     ap.add_argument("--methods", default=None, help="frontier: comma-separated methods (default: all available)")
     ap.add_argument("--n", type=int, default=None, help="frontier: test images evaluated (default 500; <= 750)")
+    ap.add_argument("--eval-only", action="store_true",
+                    help="frontier: a second process (same flags) that evaluates the models while the first one trains")
     args = ap.parse_args()
     if args.tag and not args.tag.replace("-", "").replace("_", "").isalnum():
         ap.error(f"--tag must be letters, digits, - or _, got {args.tag!r}")

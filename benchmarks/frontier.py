@@ -14,9 +14,11 @@ Writes ``benchmarks/results/defense_frontier[_TAG].json`` and ``defense_frontier
 from __future__ import annotations
 
 import json
+import os
 import platform
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import torch
@@ -83,49 +85,132 @@ def run_frontier(args: Any, root: Path) -> int:
     val_loader = data.loader(Subset(test, perm[-250:]), 250, shuffle=False)
     train_loader = data.loader(train, 128, shuffle=True, seed=seed)
     t_start = time.time()
-    clf, thist = train_classifier(Classifier.create("small_cnn", 10, in_chans=1), train, test,
-                                  ClassifierConfig(progress=False, seed=seed), epochs=4,
-                                  out_dir=Path(args.work) / "frontier_target")  # shared by every tag
+    tdir = Path(args.work) / "frontier_target"  # shared by every tag
+    if args.eval_only:  # a second process that evaluates the models as the training process finishes them
+        while not (tdir / "model.safetensors").is_file():
+            time.sleep(20)
+        clf = Classifier.load(tdir)
+        thist = SimpleNamespace(epochs=json.loads((tdir / "config.json").read_text())["extra"]["history"])
+    else:
+        clf, thist = train_classifier(Classifier.create("small_cnn", 10, in_chans=1), train, test,
+                                      ClassifierConfig(progress=False, seed=seed), epochs=4, out_dir=tdir)
     print(f"target small_cnn: test accuracy {thist.epochs[-1]['test_accuracy']:.4f}", flush=True)
     base = dict(eps=eps, epochs=epochs, lr=1e-3, batch_size=128, progress=False, seed=seed, val_pgd_steps=10,
                 val_batches=1, pgd_steps=args.pgd_steps, eps_ramp_epochs=1.0)
-    models: dict[str, Classifier] = {"no defense": clf}
-    hists: dict[str, Any] = {}
-    for m in methods:
+    for m in [] if args.eval_only else methods:
         cfg = FinetuneConfig(**{**base, **SETTINGS[m]})
         t = time.time()
-        robust, hist = finetune(clf, train_loader, cfg, val_loader=val_loader, out_dir=work / "defenses" / m)
-        models[m], hists[m] = robust, hist
+        _, hist = finetune(clf, train_loader, cfg, val_loader=val_loader, out_dir=work / "defenses" / m)
         print(f"{m:10s} {time.time() - t:7.1f}s  s/epoch {epoch_seconds(hist) or 0:.2f}", flush=True)
-    clean_sec = epoch_seconds(hists["clean"])
+    probe_file = work / "cost_probe.json"
+    if not args.eval_only and not probe_file.is_file():
+        probe_file.write_text(json.dumps(cost_probe(clf, train_loader, {m: FinetuneConfig(**{**base, **SETTINGS[m]}) for m in methods})))
     atks = eval_attacks(eps, seed)
     atk_cfg = AdvGANConfig(eps=eps, progress=False, seed=seed + 7)
-    rows: dict[str, dict[str, Any]] = {}
     res_path = root / "benchmarks" / "results" / (f"defense_frontier_{tag}.json" if tag else "defense_frontier.json")
-    for name, model in models.items():
+    rows_dir = work / "rows"
+    rows_dir.mkdir(parents=True, exist_ok=True)
+
+    def evaluate_row(name: str, model: Classifier) -> dict[str, Any]:
         t = time.time()
         rep = evaluate(model, test_loader, atks, seed=seed, progress=False, sanity_checks=False, grid_images=0)
-        sec = epoch_seconds(hists[name]) if name in hists else None
-        row: dict[str, Any] = {
-            "clean_acc": rep.clean_accuracy, "worst_case_acc": rep.worst_case().robust_accuracy,
-            **{f"robust_acc_{a}": rep[a].robust_accuracy for a in atks},
-            "seconds_per_epoch": sec, "cost_vs_clean_epoch": sec / clean_sec if sec and clean_sec else None,
-            "asr_advgan_retrained": None,
-        }
+        row: dict[str, Any] = {"clean_acc": rep.clean_accuracy, "worst_case_acc": rep.worst_case().robust_accuracy,
+                               **{f"robust_acc_{a}": rep[a].robust_accuracy for a in atks}, "asr_advgan_retrained": None}
         if not args.no_retrain:
             atk = retrain_attacker(model, train_loader, eps=eps, epochs=args.attacker_epochs or 2, attacker_config=atk_cfg,
                                    out_dir=work / "attackers" / name.replace(" ", "_"))
             row["asr_advgan_retrained"] = measure(model, test_loader, atk, seed=seed).attack_success_rate
-        rows[name] = row
-        print(f"{name:10s} eval {time.time() - t:6.1f}s  clean {row['clean_acc']:.3f}  worst {row['worst_case_acc']:.3f}  "
-              f"cost {row['cost_vs_clean_epoch'] or 0:.2f}x  ASR(retrained) {row['asr_advgan_retrained']}", flush=True)
-        _write(res_path, rows, hists, atks, epochs, n, args, thist, t_start, partial=True)
+        row["eval_seconds"] = time.time() - t
+        print(f"{name:10s} eval {row['eval_seconds']:6.1f}s  clean {row['clean_acc']:.3f}  worst {row['worst_case_acc']:.3f}  "
+              f"ASR(retrained) {row['asr_advgan_retrained']}", flush=True)
+        return row
+
+    # each model is evaluated once, by whichever process claims it first (lock file, then the row's JSON)
+    pending = ["no defense", *methods]
+    found: dict[str, dict[str, Any]] = {}
+    while pending:
+        progressed = False
+        for name in list(pending):
+            row_file, lock = rows_dir / f"{name}.json", rows_dir / f"{name}.lock"
+            mdir = tdir if name == "no defense" else work / "defenses" / name
+            if row_file.is_file():
+                found[name] = json.loads(row_file.read_text())
+                pending.remove(name)
+                progressed = True
+            elif (mdir / "model.safetensors").is_file() and _claim(lock):
+                row = evaluate_row(name, clf if name == "no defense" else Classifier.load(mdir))
+                tmp = row_file.with_suffix(".tmp")
+                tmp.write_text(json.dumps(row))
+                tmp.replace(row_file)
+                progressed = True
+        if not progressed:
+            time.sleep(20)
+    while not probe_file.is_file():
+        time.sleep(20)
+    probe = json.loads(probe_file.read_text())
+    hists = {m: SimpleNamespace(epochs=json.loads((work / "defenses" / m / "config.json").read_text())["extra"]["history"])
+             for m in methods}
+    clean_sec = epoch_seconds(hists["clean"])
+    rows: dict[str, dict[str, Any]] = {}
+    for name in ["no defense", *methods]:
+        sec = epoch_seconds(hists[name]) if name in hists else None
+        rows[name] = {**found[name], "seconds_per_epoch": sec,
+                      "epoch_time_vs_clean": sec / clean_sec if sec and clean_sec else None,
+                      "cost_vs_clean_epoch": probe[name] / probe["clean"] if name in probe else None}
     _write(res_path, rows, hists, atks, epochs, n, args, thist, t_start, partial=False)
     print()
     print(markdown(rows, list(atks)))
     plot(rows, res_path.with_suffix(".png"), epochs=epochs, n=n, attacks=list(atks))
     print(f"\nwrote {res_path} and {res_path.with_suffix('.png')} ({time.time() - t_start:.0f} s)")
     return 0
+
+
+def cost_probe(clf: Classifier, loader: Any, cfgs: dict[str, FinetuneConfig], *, batches: int = 3, rounds: int = 3) -> dict[str, float]:
+    """Median seconds of one training step (loss, backward, AdamW step) of each method, the methods interleaved
+    round-robin on the same ``batches`` batches for ``rounds`` rounds, so a changing machine load hits them alike."""
+    import copy
+    import statistics
+
+    from defenses import methods as M
+    from defenses.finetune import FinetuneGame
+
+    data_batches = [b for _, b in zip(range(batches), loader)]
+    times: dict[str, list[float]] = {m: [] for m in cfgs}
+    for _ in range(rounds):
+        for m, cfg in cfgs.items():
+            model = copy.deepcopy(clf).unfreeze()
+            game = FinetuneGame(model, cfg, aug=None, steps_per_epoch=1)
+            opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr)
+            for x, y in data_batches:
+                t = time.perf_counter()
+                opt.zero_grad(set_to_none=True)
+                loss, _ = M.batch_loss(cfg.method, model, model, x, y, threat=cfg.threat, pgd_steps=cfg.pgd_steps,
+                                       pgd_step_size=cfg.pgd_step_size, trades_beta=cfg.trades_beta, mart_beta=cfg.mart_beta,
+                                       nfgsm_k=cfg.nfgsm_k, awp_gamma=game.awp_gamma(10**9), awp_base=cfg.awp_base)
+                loss.backward()
+                opt.step()
+                times[m].append(time.perf_counter() - t)
+    out = {m: statistics.median(v) for m, v in times.items()}
+    print("cost probe (median s/step): " + ", ".join(f"{m} {v:.3f}" for m, v in out.items()), flush=True)
+    return out
+
+
+def _claim(lock: Path) -> bool:
+    """Create ``lock`` (holding this pid) unless a live process holds it."""
+    try:
+        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        try:
+            os.kill(int(lock.read_text() or 0), 0)
+            return False
+        except (ProcessLookupError, ValueError):
+            lock.unlink(missing_ok=True)  # its holder died: take it over
+            return _claim(lock)
+        except PermissionError:
+            return False
+    os.write(fd, str(os.getpid()).encode())
+    os.close(fd)
+    return True
 
 
 def _write(path: Path, rows: dict, hists: dict, atks: dict, epochs: int, n: int, args: Any, thist: Any, t0: float, *,
@@ -146,12 +231,13 @@ def _pct(v: Any) -> str:
 
 
 def markdown(rows: dict[str, dict[str, Any]], attacks: list[str]) -> str:
-    head = ["model", "cost × clean epoch", "worst case (" + " + ".join(attacks) + ")", "clean", *attacks,
+    head = ["model", "cost × clean step (probe)", "epoch time × clean", "worst case (" + " + ".join(attacks) + ")", "clean", *attacks,
             "retrained AdvGAN ASR"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, r in rows.items():
         cost = "—" if r["cost_vs_clean_epoch"] is None else f"{r['cost_vs_clean_epoch']:.2f}×"
-        lines.append("| " + " | ".join([name, cost, _pct(r["worst_case_acc"]), _pct(r["clean_acc"]),
+        et = "—" if r.get("epoch_time_vs_clean") is None else f"{r['epoch_time_vs_clean']:.2f}×"
+        lines.append("| " + " | ".join([name, cost, et, _pct(r["worst_case_acc"]), _pct(r["clean_acc"]),
                                         *[_pct(r[f"robust_acc_{a}"]) for a in attacks], _pct(r["asr_advgan_retrained"])]) + " |")
     return "\n".join(lines)
 
@@ -176,7 +262,7 @@ def plot(rows: dict[str, dict[str, Any]], path: Path, *, epochs: int, n: int, at
             hull.append((x, y))
     ax.step([h[0] for h in hull], [h[1] for h in hull], where="post", color="gray", alpha=0.5, linestyle="--", label="frontier")
     ax.legend(loc="lower right", fontsize=8)
-    ax.set_xlabel("fine-tuning cost per epoch (× a clean epoch; no defense at 0)")
+    ax.set_xlabel("fine-tuning cost (× a clean epoch; interleaved step timing; no defense at 0)")
     ax.set_ylabel("worst-case robust accuracy (%)")
     ax.set_title(f"MNIST-5k, L-inf ε=0.3, {epochs} epochs, {n} test images; worst of {', '.join(attacks)}", fontsize=9)
     ax.grid(True, alpha=0.3)
