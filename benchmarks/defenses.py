@@ -11,6 +11,8 @@ the best defense; an AdvGAN-augmented epoch <= 1.5x a clean epoch.
     python benchmarks/defenses.py            # full (~25 min on 2 idle CPU cores)
     python benchmarks/defenses.py --quick    # smoke run (few epochs, subset)
     python benchmarks/defenses.py --only pgd-at --epochs 20 --tag long   # one method, longer -> defenses_long.json
+    python benchmarks/defenses.py --frontier --epochs 3 --n 500   # every method on one chart (benchmarks/frontier.py)
+    python benchmarks/defenses.py --frontier --methods n-fgsm,fgsm-rs --epochs 3 --n 200 --no-retrain --tag screen
 
 Work is cached under ``--work`` (default runs/bench_defenses): re-running resumes finished parts.
 Writes ``benchmarks/results/defenses.json`` (``defenses_quick.json`` with --quick).
@@ -52,8 +54,20 @@ def main() -> int:
     ap.add_argument("--pgd-steps", type=int, default=10, help="PGD steps of pgd-at / trades / the PGD source during training")
     ap.add_argument("--tag", default="",
                     help="name this run: results go to defenses_TAG.json and work to WORK/TAG (e.g. a longer --only run)")
-    ap.add_argument("--attacker-epochs", type=int, default=None, help="AdvGAN epochs (default 4; quick 1)")
+    ap.add_argument("--attacker-epochs", type=int, default=None, help="AdvGAN epochs (default 4; quick 1; frontier 2)")
+    ap.add_argument("--frontier", action="store_true",
+                    help="the cost-robustness frontier of every method -> defense_frontier[_TAG].json/.png (frontier.py)")
+    ap.add_argument("--methods", default=None, help="frontier: comma-separated methods (default: all available)")
+    ap.add_argument("--n", type=int, default=None, help="frontier: test images evaluated (default 500; <= 750)")
+    ap.add_argument("--eval-only", action="store_true",
+                    help="frontier: a second process (same flags) that evaluates the models while the first one trains")
     args = ap.parse_args()
+    if args.tag and not args.tag.replace("-", "").replace("_", "").isalnum():
+        ap.error(f"--tag must be letters, digits, - or _, got {args.tag!r}")
+    if args.frontier:
+        from frontier import run_frontier
+
+        return run_frontier(args, ROOT)
     q = args.quick
     if args.tag and not args.tag.replace("-", "").replace("_", "").isalnum():
         ap.error(f"--tag must be letters, digits, - or _, got {args.tag!r}")

@@ -42,7 +42,7 @@ from .augmentation import MODES, AdversarialAugmentation, check_sources
 from .augmix import AugMix
 from .callbacks import BestEpoch, OverfitGuard, TrainTime, Validation
 from .corruption_source import is_corruption_source
-from .methods import METHODS
+from .methods import AWP_BASES, METHODS
 
 OPTIMIZERS = ("adamw", "sgd")
 POSITIVE = Integer(1)
@@ -70,7 +70,13 @@ class FinetuneConfig(EngineConfig):
     pgd_steps: Annotated[int, POSITIVE] = 10           #: training PGD steps (pgd-at, trades, pgd source; Madry MNIST: 40)
     pgd_step_size: Annotated[float | None, Real(0, optional=True)] = None  #: default 2.5 * eps / pgd_steps
     eps_ramp_epochs: Annotated[float, NONNEG] = 0.0    #: ramp eps up linearly over this many epochs
-    trades_beta: Annotated[float, NONNEG] = 6.0        #: TRADES: weight of the KL term
+    trades_beta: Annotated[float, NONNEG] = 6.0        #: TRADES: weight of the KL term (also awp on trades)
+    mart_beta: Annotated[float, NONNEG] = 6.0          #: MART: weight of the misclassification-aware KL term
+    nfgsm_k: Annotated[float, NONNEG] = 2.0            #: N-FGSM: noise magnitude k (uniform in [-k*eps, k*eps]); step = eps
+    #: AWP: relative size of the weight perturbation
+    awp_gamma: Annotated[float, Real(0, closed=True, must=">= 0 (0 turns the weight perturbation off)")] = 5e-3
+    awp_base: Annotated[str, Choice(AWP_BASES)] = "pgd-at"  #: AWP: the method it perturbs (pgd-at | trades)
+    awp_warmup_epochs: Annotated[float, NONNEG] = 0.0  #: AWP: epochs of the base method before the weights are perturbed
     optimizer: Annotated[str, Choice(OPTIMIZERS)] = "adamw"  #: adamw | sgd
     lr: Annotated[float, LEARNING_RATE] = 1e-3         #: learning rate
     momentum: Annotated[float, Real(0, 1, closed=(True, False))] = 0.9  #: sgd only
@@ -149,10 +155,16 @@ class FinetuneGame(ClassifierGame):
         threat = ThreatModel(self.cfg.norm, eps)
         loss, parts = methods.batch_loss(self.cfg.method, nets["C"], self.clf, x, y, threat=threat,
                                          pgd_steps=self.cfg.pgd_steps, pgd_step_size=self.cfg.pgd_step_size,
-                                         trades_beta=self.cfg.trades_beta, aug=self.aug, step=step)
+                                         trades_beta=self.cfg.trades_beta, aug=self.aug, step=step,
+                                         mart_beta=self.cfg.mart_beta, nfgsm_k=self.cfg.nfgsm_k,
+                                         awp_gamma=self.awp_gamma(step), awp_base=self.cfg.awp_base)
         if self.cfg.eps_ramp_epochs:
             parts["eps"] = torch.tensor(eps)
         return loss, parts
+
+    def awp_gamma(self, step: int) -> float:
+        """γ of round ``step``: 0 during ``awp_warmup_epochs`` (plain ``awp_base``), then ``awp_gamma``."""
+        return 0.0 if step < self.cfg.awp_warmup_epochs * self.steps_per_epoch else self.cfg.awp_gamma
 
 
 def held_out_batch(loader: DataLoader, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:

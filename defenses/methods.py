@@ -10,7 +10,12 @@ Each method turns a clean batch into a loss for the classifier being trained:
 - ``augmix``   — Hendrycks et al. (2020): CE on clean data + λ·Jensen–Shannon consistency over two
   AugMix views (``defenses.augmix``), for robustness to natural corruptions;
 - ``trades``   — Zhang et al. (2019): CE(f(x), y) + β·KL(f(x) ‖ f(x')), x' maximising the KL
-  (inner maximisation from x + 0.001·N(0, 1), as in the paper's code).
+  (inner maximisation from x + 0.001·N(0, 1), as in the paper's code);
+- ``mart``     — Wang et al. (2020): boosted CE on PGD examples + β·KL weighted by 1 − f_y(x);
+- ``awp``      — Wu et al. (2020): pgd-at or trades (``awp_base``) evaluated at adversarially perturbed
+  weights w + v, ‖v_l‖ = γ·‖w_l‖ (``awp_gamma``; 0 during the warm-up);
+- ``n-fgsm``   — de Jorge et al. (2022): FGSM step of α = ε from x + U[−kε, kε], no projection
+  (losses and examples of these three in ``defenses.losses_robust``).
 
 Adversarial examples are generated against ``model`` (the raw classifier, never a DDP wrapper) under
 ``attacks.base.frozen_eval``: eval mode, no parameter gradients, BatchNorm statistics untouched. The
@@ -18,6 +23,7 @@ training forward pass uses ``net`` (possibly DDP-wrapped) in train mode.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -28,9 +34,12 @@ from attacks import PGD
 from attacks.base import frozen_eval, input_gradient
 from attacks.threat import ThreatModel
 
+from . import losses_robust as robust
 from .augmix import augmix_loss
 
-METHODS = ("augment", "pgd-at", "fgsm-rs", "trades", "clean", "augmix")
+#: the 0.1 methods first, then those added since (the CLI lists them in this order)
+METHODS = ("augment", "pgd-at", "fgsm-rs", "trades", "clean", "augmix", "mart", "awp", "n-fgsm")
+AWP_BASES = ("pgd-at", "trades")
 
 
 def pgd_train_examples(model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, *, steps: int,
@@ -56,7 +65,8 @@ def trades_examples(model: nn.Module, x: torch.Tensor, threat: ThreatModel, *, s
     return adv.detach()
 
 
-def trades_loss(net: nn.Module, x: torch.Tensor, x_adv: torch.Tensor, y: torch.Tensor, beta: float) -> tuple[torch.Tensor, dict]:
+def trades_loss(net: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, x_adv: torch.Tensor, y: torch.Tensor,
+                beta: float) -> tuple[torch.Tensor, dict]:
     """CE(f(x), y) + β·KL(f(x) ‖ f(x')) with batch-mean KL (``net`` in train mode; gradients through both terms)."""
     logits = net(x)
     logits_adv = net(x_adv)
@@ -69,14 +79,15 @@ def _acc(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return (logits.detach().argmax(1) == y).float().mean()
 
 
-def ce_on(net: nn.Module, x: torch.Tensor, y: torch.Tensor, *, key: str = "acc") -> tuple[torch.Tensor, dict]:
+def ce_on(net: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, y: torch.Tensor, *, key: str = "acc") -> tuple[torch.Tensor, dict]:
     logits = net(x)
     return F.cross_entropy(logits, y), {key: _acc(logits, y)}
 
 
 def batch_loss(method: str, net: nn.Module, model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, threat: ThreatModel,
                pgd_steps: int, pgd_step_size: float | None, trades_beta: float, aug: Any = None,
-               step: int | None = None) -> tuple[torch.Tensor, dict]:
+               step: int | None = None, mart_beta: float = 6.0, nfgsm_k: float = 2.0, awp_gamma: float = 0.0,
+               awp_base: str = "pgd-at") -> tuple[torch.Tensor, dict]:
     """The loss of ``method`` on one batch. ``net``: the network to train (maybe DDP-wrapped); ``model``:
     the same network unwrapped, used to generate adversarial examples; ``threat``: ε (ramped) and norm."""
     if method == "clean":
@@ -100,4 +111,30 @@ def batch_loss(method: str, net: nn.Module, model: nn.Module, x: torch.Tensor, y
     if method == "trades":
         x_adv = trades_examples(model, x, threat, steps=pgd_steps, step_size=step_size)
         return trades_loss(net, x, x_adv, y, trades_beta)
+    if method == "mart":
+        x_adv = pgd_train_examples(model, x, y, threat, steps=pgd_steps, step_size=step_size)
+        return robust.mart_loss(net, x, x_adv, y, mart_beta)
+    if method == "n-fgsm":
+        return ce_on(net, robust.nfgsm_examples(model, x, y, threat, k=nfgsm_k), y, key="adv_acc")
+    if method == "awp":
+        return _awp_loss(net, model, x, y, threat, pgd_steps, step_size, trades_beta, awp_gamma, awp_base)
     raise ValueError(f"unknown method {method!r}; valid methods: {', '.join(METHODS)}.")
+
+
+def _awp_loss(net: nn.Module, model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, steps: int,
+              step_size: float, beta: float, gamma: float, base: str) -> tuple[torch.Tensor, dict]:
+    """AWP on ``base``: adversarial examples at w, the weight perturbation v from a proxy, the loss at w + v."""
+    if base not in AWP_BASES:
+        raise ValueError(f"awp_base must be one of {', '.join(AWP_BASES)}, got {base!r}.")
+    if base == "trades":
+        x_adv = trades_examples(model, x, threat, steps=steps, step_size=step_size)
+
+        def loss_of(f: Callable[[torch.Tensor], torch.Tensor]) -> tuple[torch.Tensor, dict]:
+            return trades_loss(f, x, x_adv, y, beta)
+    else:
+        x_adv = pgd_train_examples(model, x, y, threat, steps=steps, step_size=step_size)
+
+        def loss_of(f: Callable[[torch.Tensor], torch.Tensor]) -> tuple[torch.Tensor, dict]:
+            return ce_on(f, x_adv, y, key="adv_acc")
+    v = robust.awp_perturbation(model, lambda f: loss_of(f)[0], gamma)
+    return loss_of(robust.PerturbedForward(net, v) if v else net)

@@ -119,6 +119,10 @@ def _work(rank: int, out: Path) -> None:
     res["finetune_steps"] = len(fh.steps)
     res["finetune_caller_unchanged"] = all(torch.equal(before[k], v) for k, v in clf.state_dict().items())
     save_file({k: v.contiguous() for k, v in robust.state_dict().items()}, str(out / f"ft{rank}.safetensors"))
+    # AWP: the w + v forward runs through the DDP wrapper, so the gradients are still averaged over the ranks
+    awp, _ = finetune(clf, data.loader(torch.utils.data.Subset(train, range(128)), 32, shuffle=True),
+                      FinetuneConfig(method="awp", awp_gamma=0.01, epochs=1, pgd_steps=2, progress=False, device="cpu"))
+    save_file({k: v.contiguous() for k, v in awp.state_dict().items()}, str(out / f"awp{rank}.safetensors"))
 
     res["eval"] = _evaluations(clf, test, atk)
     (out / f"rank{rank}.json").write_text(json.dumps(res))
@@ -146,7 +150,7 @@ def _same(a: dict, b: dict) -> bool:
 def test_ranks_end_with_identical_parameters(ddp_run):
     out, ranks = ddp_run
     assert [r["info"][:2] for r in ranks] == [[0, WORLD], [1, WORLD]]
-    for name in ("clf", "advgan", "avg", "ft"):
+    for name in ("clf", "advgan", "avg", "ft", "awp"):
         a, b = (load_file(str(out / f"{name}{r}.safetensors")) for r in range(WORLD))
         assert _same(a, b), name
     assert not D.current().active  # the test process itself has no process group

@@ -17,11 +17,12 @@ import torch
 
 from attacks.checks import check_eps
 from attacks.corruptions import corruption_names
+from defenses.methods import METHODS  # the CLI is the one advgan module that may import defenses
 
 from ..config import FLAG, SEED, Choice, Config, Flag, Integer, Real, Text
 
 POSITIVE = Integer(1)
-FINETUNE_METHODS = ("augment", "pgd-at", "fgsm-rs", "trades")
+FINETUNE_METHODS = tuple(m for m in METHODS if m != "clean")
 
 
 @dataclass(frozen=True)
@@ -38,10 +39,11 @@ class DemoConfig(Config):
     classifier_batch_size: Annotated[int, POSITIVE] = 128          #: batch size of the target classifier
     attacker_epochs: Annotated[int, POSITIVE] = 4                  #: epochs of each AdvGAN attacker
     finetune_epochs: Annotated[int, POSITIVE] = 3                  #: epochs of the fine-tuning
-    finetune_method: Annotated[str, Choice(FINETUNE_METHODS), Flag("method")] = "augment"  #: fine-tuning method
-    finetune_fraction: Annotated[float, Real(0, 1, closed=(False, True))] = 0.5  #: share of each batch made adversarial
+    finetune_method: Annotated[str, Choice(FINETUNE_METHODS), Flag("method")] = "fgsm-rs"  #: fine-tuning method
+    finetune_fraction: Annotated[float, Real(0, 1, closed=(False, True))] = 0.5  #: augment: share of each batch made adversarial
+    finetune_eps_ramp_epochs: Annotated[float, Real(0, closed=True)] = 1.0  #: fine-tuning: ramp eps up over this many epochs
     pgd_steps: Annotated[int, POSITIVE] = 40                       #: PGD / foolbox PGD steps at evaluation
-    train_pgd_steps: Annotated[int, POSITIVE] = 10                 #: PGD steps of the augmentation source during fine-tuning
+    train_pgd_steps: Annotated[int, POSITIVE] = 10                 #: training PGD steps (augment's PGD source, pgd-at, trades...)
     cgan_epochs: Annotated[int, POSITIVE] = 6                      #: epochs of the conditional GAN
     batch_size: Annotated[int, POSITIVE] = 64                      #: batch size of the attackers, fine-tuning and cGAN
     seed: Annotated[int, SEED] = 0                                 #: random seed (runs are repeatable on one machine)
@@ -192,14 +194,16 @@ class Demo:
         def make() -> Any:
             fcfg = FinetuneConfig(method=cfg.finetune_method, eps=cfg.eps, norm=cfg.norm, fraction=cfg.finetune_fraction,
                                   epochs=cfg.finetune_epochs, pgd_steps=cfg.train_pgd_steps, batch_size=cfg.batch_size,
-                                  **self.common)
-            sources = [atk.as_attack(), PGD(cfg.eps, cfg.norm, steps=cfg.train_pgd_steps, seed=cfg.seed)]
+                                  eps_ramp_epochs=cfg.finetune_eps_ramp_epochs, **self.common)
+            # augment trains on these sources; the other methods make their own examples (and validate on PGD)
+            sources = [atk.as_attack(), PGD(cfg.eps, cfg.norm, steps=cfg.train_pgd_steps, seed=cfg.seed)] \
+                if cfg.finetune_method == "augment" else None
             robust, _ = finetune(clf, data.loader(self.train, cfg.batch_size, shuffle=True, seed=cfg.seed), fcfg,
                                  sources=sources, val_loader=self.eval_loader, out_dir=out / "robust" / "run")
             robust.save(out / "robust")
             return robust
 
-        return self.st.run(f"fine-tune ({cfg.finetune_method}: AdvGAN + PGD)", "robust/config.json", make,
+        return self.st.run(finetune_stage(cfg), "robust/config.json", make,
                            lambda: Classifier.load(out / "robust"))
 
     def cgan(self) -> Any:
@@ -216,6 +220,11 @@ class Demo:
             return g
 
         return self.st.run("train conditional GAN", "cgan/config.json", make, lambda: ConditionalGAN.load(out / "cgan"))
+
+
+def finetune_stage(cfg: DemoConfig) -> str:
+    """The name (and timing key) of the fine-tuning stage."""
+    return f"fine-tune ({cfg.finetune_method}{': AdvGAN + PGD' if cfg.finetune_method == 'augment' else ''})"
 
 
 def _check_out(cfg: DemoConfig, out: Path) -> None:
@@ -247,4 +256,4 @@ def run_demo(cfg: DemoConfig, out: str | Path, log: Callable[[str], None] = prin
     after = demo.evaluation(robust, demo.suite(atk, {"advgan-retrained": atk2.as_attack()}), "eval_after", "evaluate defended model")
     cgan = demo.cgan()
     return write_report(out, cfg, clf=clf, atk=atk, cgan=cgan, before=before, after=after, eval_set=demo.eval_set,
-                        timings=demo.st.timings)
+                        timings=demo.st.timings, defense_stage=finetune_stage(cfg))

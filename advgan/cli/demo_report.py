@@ -98,9 +98,9 @@ def _history_file(run_dir: Path) -> Path | None:
 
 
 def write_report(out: Path, cfg: Any, *, clf: Any, atk: Any, cgan: Any, before: Any, after: Any,
-                 eval_set: Any, timings: dict[str, float]) -> dict[str, Any]:
+                 eval_set: Any, timings: dict[str, float], defense_stage: str | None = None) -> dict[str, Any]:
     figs = _figures(out, cfg, clf, atk, cgan, before, after, eval_set)
-    summary = {
+    summary: dict[str, Any] = {
         "config": dataclasses.asdict(cfg),
         "machine": _machine(),
         "clean_accuracy": {"before": before.clean_accuracy, "after": after.clean_accuracy},
@@ -112,10 +112,45 @@ def write_report(out: Path, cfg: Any, *, clf: Any, atk: Any, cgan: Any, before: 
         "figures": figs,
         "reports": {"before": "eval_before/report.json", "after": "eval_after/report.json"},
     }
+    summary["defense"] = defense_summary(summary, cfg, defense_stage)
     save_json(out / "report.json", summary)
     atomic_write_text(out / "report.md", _markdown(summary, cfg))
     print(terminal_table(summary))
+    print("\n".join(line.replace("**", "") for line in _defense_lines(summary["defense"])[2:4]))
     return summary
+
+
+def defense_summary(s: dict[str, Any], cfg: Any, stage: str | None) -> dict[str, Any]:
+    """What the defense bought (robust accuracy before/after under the attacks it did not train on) and cost
+    (fine-tuning seconds, as clean epochs of the target's training and as a share of the demo's time)."""
+    t = s["timings_seconds"]
+    seconds = t.get(stage) if stage else None
+    clean = t.get("train target classifier")
+    clean_epoch = clean / cfg.classifier_epochs if clean else None
+    trained_on = ["advgan"] if cfg.finetune_method == "augment" else []
+    unseen = {n: {"before": s["before"][n]["robust_accuracy"] if n in s["before"] else None, "after": a["robust_accuracy"]}
+              for n, a in s["after"].items() if n not in trained_on}
+    return {"method": cfg.finetune_method, "epochs": cfg.finetune_epochs, "trained_on": trained_on,
+            "robust_accuracy_unseen_attacks": unseen,
+            "worst_unseen": {ph: min((v[ph] for v in unseen.values() if v[ph] is not None), default=None)
+                             for ph in ("before", "after")},
+            "clean_accuracy": s["clean_accuracy"], "seconds": seconds,
+            "clean_epochs_equivalent": seconds / clean_epoch if seconds and clean_epoch else None,
+            "share_of_demo_time": seconds / sum(t.values()) if seconds and t else None}
+
+
+def _defense_lines(d: dict[str, Any]) -> list[str]:
+    shown = ", ".join(f"{n} {_pct(v['before'])} → {_pct(v['after'])}" for n, v in d["robust_accuracy_unseen_attacks"].items())
+    cost = "—" if d["seconds"] is None else f"{d['seconds']:.0f} s"
+    if d["clean_epochs_equivalent"] is not None:
+        cost += f" (≈ {d['clean_epochs_equivalent']:.1f} epochs of the target's clean training"
+        cost += f", {100 * d['share_of_demo_time']:.0f} % of the demo's time)" if d["share_of_demo_time"] else ")"
+    seen = f" (it trained on {', '.join(d['trained_on'])})" if d["trained_on"] else ""
+    return ["## What the defense bought and cost", "",
+            f"- **Cost:** {d['epochs']} epochs of `{d['method']}`: {cost}.",
+            f"- **Bought:** worst-case robust accuracy over the attacks it did not train on{seen}: "
+            f"{_pct(d['worst_unseen']['before'])} → **{_pct(d['worst_unseen']['after'])}** "
+            f"(clean {_pct(d['clean_accuracy']['before'])} → {_pct(d['clean_accuracy']['after'])}); per attack: {shown}.", ""]
 
 
 def terminal_table(s: dict[str, Any]) -> str:
@@ -158,9 +193,10 @@ def _markdown(s: dict[str, Any], cfg: Any) -> str:
         "Attack success rate (ASR) counts only inputs the model classified correctly; robust accuracy is over all "
         "inputs, so read it next to the clean accuracy.", "",
         "## Before and after the defense", "",
-        f"Fine-tuning method: **{c['finetune_method']}** with adversarial examples from the AdvGAN attacker and "
-        f"PGD-{c['train_pgd_steps']} ({int(100 * c['finetune_fraction'])}% of each batch). "
-        "`advgan-retrained` is a new AdvGAN trained against the defended model.", "",
+        (f"Fine-tuning method: **augment** with adversarial examples from the AdvGAN attacker and "
+         f"PGD-{c['train_pgd_steps']} ({int(100 * c['finetune_fraction'])}% of each batch). " if c["finetune_method"] == "augment"
+         else f"Fine-tuning method: **{c['finetune_method']}** for {c['finetune_epochs']} epochs (see `advgan finetune --help`). ")
+        + "`advgan-retrained` is a new AdvGAN trained against the defended model.", "",
         "| attack | ASR before | ASR after | robust acc. before | robust acc. after | mean L∞ | images/s |",
         "|---|---:|---:|---:|---:|---:|---:|",
         f"| (clean) | | | {_pct(s['clean_accuracy']['before'])} | {_pct(s['clean_accuracy']['after'])} | | |",
@@ -171,8 +207,9 @@ def _markdown(s: dict[str, Any], cfg: Any) -> str:
                   f"{_pct(b and b['robust_accuracy'])} | {_pct(a['robust_accuracy'])} | {a['mean_linf']:.3f} | "
                   f"{a['images_per_second']:.0f} |")
     md += _corruption_markdown(s.get("corruptions"))
+    md += ["", *_defense_lines(s["defense"])]
     flags = s["flags"]["before"] + s["flags"]["after"]
-    md += ["", "## Sanity checks", ""]
+    md += ["## Sanity checks", ""]
     md += [f"- {f}" for f in flags] if flags else [
         "- no flags raised (success non-decreasing in ε, PGD ≥ FGSM, logits not probabilities, non-zero input gradients)."]
     titles = {"grid": "Clean | perturbation | adversarial (undefended model)", "eps_curves": "Robust accuracy and ASR vs ε",
