@@ -26,7 +26,7 @@ from attacks import PGD
 from attacks.base import frozen_eval, input_gradient
 from attacks.threat import ThreatModel
 
-METHODS = ("augment", "pgd-at", "fgsm-rs", "trades", "clean")
+METHODS = ("augment", "pgd-at", "fgsm-rs", "trades", "clean", "advgan-at")  # advgan-at: a game of its own (defenses.advgan_at)
 
 
 def pgd_train_examples(model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, *, steps: int,
@@ -92,4 +92,7 @@ def batch_loss(method: str, net: nn.Module, model: nn.Module, x: torch.Tensor, y
     if method == "trades":
         x_adv = trades_examples(model, x, threat, steps=pgd_steps, step_size=step_size)
         return trades_loss(net, x, x_adv, y, trades_beta)
+    if method == "advgan-at":
+        raise ValueError("method 'advgan-at' is a three-player game (defenses.advgan_at.AdvGANATGame), not a batch loss; "
+                         "use finetune(..., method='advgan-at').")
     raise ValueError(f"unknown method {method!r}; valid methods: {', '.join(METHODS)}.")

@@ -1,4 +1,4 @@
-"""advgan finetune: robust fine-tuning of a saved classifier (augment | pgd-at | fgsm-rs | trades), optionally in rounds."""
+"""advgan finetune: robust fine-tuning of a saved classifier (augment | pgd-at | fgsm-rs | trades | advgan-at), optionally in rounds."""
 from __future__ import annotations
 
 import argparse
@@ -9,10 +9,11 @@ from .common import RUN_FLAGS, positive_int
 from .flags import add_config_flags, config_values
 
 NAME = "finetune"
-HELP = "fine-tune a classifier for robustness (adversarial augmentation, PGD-AT, fast AT, TRADES) and report before/after"
+HELP = "fine-tune a classifier for robustness (adversarial augmentation, PGD-AT, fast AT, TRADES, online AdvGAN) and report before/after"
 #: FinetuneConfig fields as flags
 FIELDS = ("method", "eps", "norm", "epochs", "fraction", "mode", "pgd_steps", "eps_ramp_epochs", "trades_beta", "optimizer", "lr",
-          "batch_size", "grad_clip", "amp", "val_batches") + RUN_FLAGS
+          "batch_size", "grad_clip", "amp", "val_batches", "gen_steps", "gen_noise", "gen_mix", "gen_clean", "gen_kl", "gen_alpha",
+          "gen_kappa", "gen_lr", "gen_width") + RUN_FLAGS
 #: this command's defaults where they differ from FinetuneConfig's (method "pgd-at", epochs 5): augment, for 3 epochs
 DEFAULTS = {"method": "augment", "epochs": 3}
 
