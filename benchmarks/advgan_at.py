@@ -135,7 +135,8 @@ def main() -> int:
         robust, hist = finetune(clf, data.loader(train_ft, 128, shuffle=True, seed=seed), cfg, val_loader=val_loader, out_dir=out)
         m = measure(robust, test_loader, pgd40)
         rows[name] = {"method": cfg.method, "clean_acc": m.clean_accuracy, "robust_acc_pgd40": m.robust_accuracy,
-                      "seconds_per_epoch": epoch_seconds(hist), "best_epoch": next((e["epoch"] for e in hist.epochs[::-1] if e.get("best")), None),
+                      "seconds_per_epoch": epoch_seconds(hist),
+                      "best_epoch": next((e["epoch"] for e in hist.epochs[::-1] if e.get("best")), None),
                       "history": hist.epochs}
         print(f"{name:24s} {time.time() - t:7.1f}s  clean {m.clean_accuracy:.3f}  PGD-40 {m.robust_accuracy:.3f}  "
               f"s/epoch {epoch_seconds(hist) or 0:.1f}", flush=True)

@@ -42,7 +42,7 @@ from attacks import Classifier
 from attacks.checks import check_labels
 from attacks.threat import ThreatModel
 
-from .methods import pgd_train_examples
+from .methods import pgd_train_examples, ramped_eps
 
 if TYPE_CHECKING:
     from .finetune import FinetuneConfig
@@ -149,9 +149,7 @@ class AdvGANATGame(AdvGANGame):
 
     def current_eps(self, step: int) -> float:
         """ε of round ``step``: the fine-tuning ramp (``eps_ramp_epochs``), shared with the other methods."""
-        from .finetune import ramped_eps
-
-        return ramped_eps(self.fcfg, step, self.steps_per_epoch)
+        return ramped_eps(self.fcfg.eps, self.fcfg.eps_ramp_epochs, step, self.steps_per_epoch)
 
     def attacked(self, nets: Nets) -> nn.Module:
         return nets["C"]
@@ -169,7 +167,11 @@ class AdvGANATGame(AdvGANGame):
         eps = self.current_eps(step)
         self._threat = ThreatModel(self.fcfg.norm, eps)
         if player != "C":
-            return super().loss(player, nets if "D" in nets else {**nets, "D": _NoD()}, batch, step)
+            if "D" in nets:
+                return super().loss(player, nets, batch, step)
+            loss, parts = super().loss(player, {**nets, "D": _NoD()}, batch, step)
+            parts.pop("gan", None)  # alpha = 0: no GAN term
+            return loss, parts
         x, y = batch[0], batch[1]
         if not self._checked:
             self.clf.check_input(x)

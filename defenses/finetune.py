@@ -99,14 +99,6 @@ class FinetuneConfig(EngineConfig):
         return self.method == "fgsm-rs" if self.overfit_guard is None else self.overfit_guard
 
 
-def ramped_eps(cfg: FinetuneConfig, step: int, steps_per_epoch: int) -> float:
-    """ε of round ``step`` (0-based): ramped linearly over ``cfg.eps_ramp_epochs`` (never 0), else ``cfg.eps``."""
-    if not cfg.eps_ramp_epochs:
-        return cfg.eps
-    progress = (step + 1) / (cfg.eps_ramp_epochs * steps_per_epoch)
-    return cfg.eps * min(1.0, max(progress, 1e-3))
-
-
 class FinetuneGame(ClassifierGame):
     """One player, the classifier ``C``; the loss is the method's batch loss (``defenses.methods``).
 
@@ -130,7 +122,7 @@ class FinetuneGame(ClassifierGame):
 
     def current_eps(self, step: int) -> float:
         """ε of round ``step`` (0-based): ramped linearly over ``eps_ramp_epochs`` (never 0), else the config's ε."""
-        return ramped_eps(self.cfg, step, self.steps_per_epoch)
+        return methods.ramped_eps(self.cfg.eps, self.cfg.eps_ramp_epochs, step, self.steps_per_epoch)
 
     def loss(self, player: str, nets: Nets, batch: Batch, step: int) -> tuple[torch.Tensor, LossParts]:
         x, y = batch[0], batch[1]

@@ -29,6 +29,14 @@ from attacks.threat import ThreatModel
 METHODS = ("augment", "pgd-at", "fgsm-rs", "trades", "clean", "advgan-at")  # advgan-at: a game of its own (defenses.advgan_at)
 
 
+def ramped_eps(eps: float, ramp_epochs: float, step: int, steps_per_epoch: int) -> float:
+    """ε of round ``step`` (0-based): ramped linearly from ~0 to ``eps`` over ``ramp_epochs`` epochs (never 0); 0: ``eps``."""
+    if not ramp_epochs:
+        return eps
+    progress = (step + 1) / (ramp_epochs * steps_per_epoch)
+    return eps * min(1.0, max(progress, 1e-3))
+
+
 def pgd_train_examples(model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, *, steps: int,
                        step_size: float, random_start: bool = True) -> torch.Tensor:
     """Madry's training PGD on cross-entropy: random start, ``steps`` steps, the last iterate (global RNG, so the
