@@ -46,6 +46,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "full - ramp": {"eps_ramp_epochs": 0.0},
     "full - TRADES KL": {"gen_kl": 0.0},
     "full - D (alpha 0)": {"gen_alpha": 0.0},
+    "cheap: no D + G on 1/4 batch": {"gen_alpha": 0.0, "gen_fraction": 0.25},
     "bare game (G+D only)": {"gen_noise": 0, "gen_mix": 0.0, "eps_ramp_epochs": 0.0, "gen_kl": 0.0},
 }
 

@@ -8,7 +8,8 @@ Players, in schedule order (one round per training batch):
   and, for a ``gen_mix`` share of each batch, from one-step random-start FGSM (fgsm-rs, Wong et al. 2020).
   C runs in eval mode while D and G step (``frozen_mode="eval"``): they attack C as it will be evaluated.
 - ``D`` — AdvGAN's discriminator (x vs x_adv), skipped when ``gen_alpha == 0``.
-- ``G`` — AdvGAN's generator, ``gen_steps`` steps per C step, minimising AdvGAN's loss
+- ``G`` — AdvGAN's generator, ``gen_steps`` steps per C step (D and G train on the first ``gen_fraction`` of
+  the batch: the cost knob), minimising AdvGAN's loss
   ``CW_margin(f(x_adv); kappa) + alpha * L_GAN(D(x_adv))`` against the *current* classifier (the hinge term
   of AdvGAN is off: an L-inf defense wants the strongest attack inside the ball, which ``eps * tanh`` keeps).
 
@@ -167,6 +168,8 @@ class AdvGANATGame(AdvGANGame):
         eps = self.current_eps(step)
         self._threat = ThreatModel(self.fcfg.norm, eps)
         if player != "C":
+            k = max(1, int(round(self.fcfg.gen_fraction * batch[0].shape[0])))
+            batch = tuple(b[:k] for b in batch)
             if "D" in nets:
                 return super().loss(player, nets, batch, step)
             loss, parts = super().loss(player, {**nets, "D": _NoD()}, batch, step)

@@ -84,6 +84,7 @@ class FinetuneConfig(EngineConfig):
     gen_kappa: Annotated[float, NONNEG] = 10.0         #: advgan-at: C&W confidence margin of the generator's loss
     gen_lr: Annotated[float, LEARNING_RATE] = 3e-3     #: advgan-at: learning rate of G and D
     gen_width: Annotated[int, POSITIVE] = 8            #: advgan-at: first-layer channels of G and D
+    gen_fraction: Annotated[float, Real(0, 1, closed=(False, True))] = 1.0  #: advgan-at: share of each batch G and D train on (cost)
 
     def validate(self) -> None:
         object.__setattr__(self, "eps", check_eps(self.eps, self.norm))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import pytest
 import torch
@@ -142,5 +143,42 @@ def test_cli_flags_and_timm_model(tmp_path, capsys, trained_tiny_clf, mnist, idx
     # a random-init timm model fine-tunes too (C has BatchNorm: D and G see it in eval mode)
     timm_clf = Classifier.from_timm("test_efficientnet", 10, in_chans=1, pretrained=False)
     ref = _state(timm_clf)
-    robust, hist = finetune(timm_clf, data.loader(Subset(mnist[0], idx[:64]), 32, shuffle=True, seed=0), _cfg(batch_size=32))
+    robust, hist = finetune(timm_clf, data.loader(Subset(mnist[0], idx[:64]), 32, shuffle=True, seed=0), _cfg(batch_size=32, amp=True))
     assert len(hist.steps) == 2 and not _same(ref, _state(robust)) and _same(ref, _state(timm_clf))
+
+
+def _ddp_worker(rank: int, port: int, out: str) -> None:
+    import warnings
+
+    import torch.distributed as dist
+    from safetensors.torch import save_file
+
+    warnings.simplefilter("ignore")
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    try:
+        train, _ = data.load("mnist5k")
+        torch.manual_seed(0)
+        clf = Classifier.create("tiny_cnn", 10, in_chans=1)
+        robust, hist = finetune(clf, data.loader(Subset(train, range(128)), 32, shuffle=True), _cfg(batch_size=32, device="cpu"))
+        save_file({k: v.contiguous() for k, v in robust.state_dict().items()}, f"{out}/c{rank}.safetensors")
+        (Path(out) / f"n{rank}").write_text(str(len(hist.steps)))
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_ddp_two_ranks_stay_in_sync(tmp_path):
+    """Under DDP (2 gloo ranks) each rank takes half the batches and the classifiers end identical."""
+    import socket
+
+    import torch.multiprocessing as mp
+    from safetensors.torch import load_file
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_ddp_worker, args=(port, str(tmp_path)), nprocs=2, join=True)
+    a, b = (load_file(str(tmp_path / f"c{r}.safetensors")) for r in (0, 1))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert [(tmp_path / f"n{r}").read_text() for r in (0, 1)] == ["2", "2"]  # 128 / 32 / 2 ranks

@@ -36,6 +36,15 @@ def comparable_config(config: Any, game_config: Mapping[str, Any]) -> dict[str, 
     return json.loads(json.dumps({"train": train, "game": dict(game_config)}, default=str))
 
 
+def config_defaults(config: Any) -> dict[str, Any]:
+    """The (JSON-normalised) defaults of ``config``'s fields: a field added after a checkpoint was written, and set
+    to its default now, changes nothing, so that checkpoint still resumes."""
+    import dataclasses
+
+    out = {f.name: f.default for f in dataclasses.fields(config) if f.default is not dataclasses.MISSING}
+    return json.loads(json.dumps(out, default=str))
+
+
 def split_tensors(obj: Any, prefix: str) -> tuple[dict[str, torch.Tensor], Any]:
     """Tensors of a nested dict (keys under ``prefix``) and a JSON skeleton with ``"__tensor__"`` in their place."""
     if isinstance(obj, torch.Tensor):
@@ -101,8 +110,10 @@ class Checkpointer:
         save_tensors(self.directory / CHECKPOINT, all_tensors, {"json": json.dumps(full, default=str)})
         return self.path
 
-    def load(self, *, game_kind: str, config: Mapping[str, Any]) -> Loaded:
-        """Read and check the checkpoint: the same kind of game and the same configuration, or CheckpointError."""
+    def load(self, *, game_kind: str, config: Mapping[str, Any], defaults: Mapping[str, Any] | None = None) -> Loaded:
+        """Read and check the checkpoint: the same kind of game and the same configuration, or CheckpointError.
+
+        ``defaults`` (:func:`config_defaults`): a config field the checkpoint lacks passes when it is at its default."""
         path = self.path
         if path is None:
             raise CheckpointError("no checkpoint directory was given.")
@@ -116,7 +127,7 @@ class Checkpointer:
             raise CheckpointError(f"{path} has no engine metadata ({e}); it is not a training checkpoint.") from None
         if meta.get("kind") != KIND or meta.get("game_kind") != game_kind:
             raise CheckpointError(f"{path} is a {meta.get('game_kind')} checkpoint; this is a {game_kind}. Use another out_dir.")
-        stored = _without_retired(meta.get("config", {}), config)
+        stored = _without_retired(meta.get("config", {}), config, defaults or {})
         if stored != dict(config):
             raise CheckpointError(
                 f"{path} was written with a different configuration ({_first_diff(stored, dict(config))}). Resume with the "
@@ -128,10 +139,12 @@ class Checkpointer:
         return Loaded({k: v for k, v in tensors.items() if not k.startswith("cb.")}, meta, history, callbacks)
 
 
-def _without_retired(stored: Mapping[str, Any], mine: Mapping[str, Any]) -> dict[str, Any]:
+def _without_retired(stored: Mapping[str, Any], mine: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict[str, Any]:
     out = dict(stored)
     if isinstance(out.get("train"), Mapping) and isinstance(mine.get("train"), Mapping):
-        out["train"] = {k: v for k, v in out["train"].items() if k in mine["train"] or k not in RETIRED_FIELDS}
+        train = {k: v for k, v in out["train"].items() if k in mine["train"] or k not in RETIRED_FIELDS}
+        added = {k: v for k, v in mine["train"].items() if k not in train and k in defaults and defaults[k] == v}
+        out["train"] = {**train, **added}
     return out
 
 

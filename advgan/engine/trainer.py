@@ -31,7 +31,7 @@ from attacks.checks import check_positive_int, resolve_device
 from . import distributed as D
 from . import parallel
 from .callbacks import Callback, GameHooks
-from .checkpoint import Checkpointer, comparable_config
+from .checkpoint import Checkpointer, comparable_config, config_defaults
 from .config import SCHEDULES, EngineConfig, TrainConfig
 from .game import MinMaxGame, Player, call_legacy_loss, uses_nets
 from .history import History
@@ -355,7 +355,8 @@ class MinMaxTrainer:
 
     def load_checkpoint(self) -> None:
         """Restore the train state, the history and the callbacks' states from ``out_dir``."""
-        loaded = self.checkpointer.load(game_kind=self.game.kind, config=self._config_for_check())
+        loaded = self.checkpointer.load(game_kind=self.game.kind, config=self._config_for_check(),
+                                        defaults=config_defaults(type(self.config)))
         same_world = loaded.meta.get("world_size", 1) == self.dist.world_size
         self.state.load_state_dict(loaded.tensors, loaded.meta, device=self.device, same_world=same_world)
         if loaded.history is not None:
