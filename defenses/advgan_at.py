@@ -35,6 +35,7 @@ from torch import nn
 
 from advgan.attacker import AdvGANConfig
 from advgan.attacker.game import AdvGANGame
+from advgan.attacker.generator_attack import generator_delta
 from advgan.attacker.model import build_generator
 from advgan.engine import Player
 from advgan.engine.game import Batch, LossParts, Nets
@@ -158,8 +159,6 @@ class AdvGANATGame(AdvGANGame):
     def adversarial(self, x: torch.Tensor, t: torch.Tensor | None,
                     generator: nn.Module | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """AdvGAN's ``x_adv`` at the step's (ramped) ε."""
-        from advgan.attacker.generator_attack import generator_delta
-
         G = generator if generator is not None else self.nets["G"]
         x_adv = (x + generator_delta(G, x, t, self._threat)).clamp(0.0, 1.0)
         return x_adv, x_adv - x
