@@ -96,6 +96,17 @@ class FinetuneConfig(EngineConfig):
     augmix_alpha: Annotated[float, Real(0)] = 1.0      #: augmix: Dirichlet / Beta concentration
     jsd_lambda: Annotated[float, NONNEG] = 12.0        #: augmix: weight of the Jensen-Shannon consistency term
     augmix_corruptions: Annotated[str, Custom(_spec, "a string")] = ""  #: augmix: also chain these corruptions (all, a family, a,b)
+    # advgan-at (defenses.advgan_at): a generator trained online against the classifier
+    gen_steps: Annotated[int, POSITIVE] = 1            #: advgan-at: generator steps per classifier step
+    gen_noise: Annotated[int, Integer(0)] = 0          #: advgan-at: noise channels fed to the generator (0: none)
+    gen_mix: Annotated[float, Real(0, 1, closed=True)] = 0.0  #: advgan-at: share of each batch from fgsm-rs instead of the generator
+    gen_clean: Annotated[float, Real(0, 1, closed=(True, False))] = 0.5  #: advgan-at: weight of the clean CE (1 - it: generated)
+    gen_kl: Annotated[float, NONNEG] = 0.0             #: advgan-at: weight of the TRADES-style KL(f(x) || f(x_adv))
+    gen_alpha: Annotated[float, NONNEG] = 1.0          #: advgan-at: weight of the discriminator's GAN loss (0: no D)
+    gen_kappa: Annotated[float, NONNEG] = 10.0         #: advgan-at: C&W confidence margin of the generator's loss
+    gen_lr: Annotated[float, LEARNING_RATE] = 3e-3     #: advgan-at: learning rate of G and D
+    gen_width: Annotated[int, POSITIVE] = 8            #: advgan-at: first-layer channels of G and D
+    gen_fraction: Annotated[float, Real(0, 1, closed=(False, True))] = 1.0  #: advgan-at: share of each batch G and D train on (cost)
 
     def validate(self) -> None:
         object.__setattr__(self, "eps", check_eps(self.eps, self.norm))
@@ -141,11 +152,7 @@ class FinetuneGame(ClassifierGame):
 
     def current_eps(self, step: int) -> float:
         """ε of round ``step`` (0-based): ramped linearly over ``eps_ramp_epochs`` (never 0), else the config's ε."""
-        cfg = self.cfg
-        if not cfg.eps_ramp_epochs:
-            return cfg.eps
-        progress = (step + 1) / (cfg.eps_ramp_epochs * self.steps_per_epoch)
-        return cfg.eps * min(1.0, max(progress, 1e-3))
+        return methods.ramped_eps(self.cfg.eps, self.cfg.eps_ramp_epochs, step, self.steps_per_epoch)
 
     def loss(self, player: str, nets: Nets, batch: Batch, step: int) -> tuple[torch.Tensor, LossParts]:
         x, y = batch[0], batch[1]
@@ -165,6 +172,16 @@ class FinetuneGame(ClassifierGame):
     def awp_gamma(self, step: int) -> float:
         """γ of round ``step``: 0 during ``awp_warmup_epochs`` (plain ``awp_base``), then ``awp_gamma``."""
         return 0.0 if step < self.cfg.awp_warmup_epochs * self.steps_per_epoch else self.cfg.awp_gamma
+
+
+def _game(robust: Classifier, cfg: FinetuneConfig, aug: AdversarialAugmentation | AugMix | None, generator: Any) -> Any:
+    """The method's game: one player (C) for the batch-loss methods, C + D + G for ``advgan-at``."""
+    if cfg.method != "advgan-at":
+        return FinetuneGame(robust, cfg, aug=aug)
+    from .advgan_at import AdvGANATGame, check_generator
+
+    G, D = check_generator(generator, cfg) if generator is not None else (None, None)
+    return AdvGANATGame(robust, cfg, G=G, D=D)
 
 
 def held_out_batch(loader: DataLoader, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -221,7 +238,8 @@ def _callbacks(robust: Classifier, cfg: FinetuneConfig, train: DataLoader, val: 
 
 def finetune(classifier: Classifier, train_loader: DataLoader | Dataset, config: FinetuneConfig | None = None,
              sources: Sequence[Any] | None = None, val_loader: DataLoader | Dataset | None = None,
-             out_dir: str | Path | None = None, resume: bool = True, **overrides: Any) -> tuple[Classifier, History]:
+             out_dir: str | Path | None = None, resume: bool = True, generator: Any = None,
+             **overrides: Any) -> tuple[Classifier, History]:
     """Fine-tune a copy of ``classifier`` for robustness; returns ``(robust_classifier, history)``.
 
     ``classifier`` itself is not modified. ``sources`` (attacks) feed ``method="augment"``; for the
@@ -231,6 +249,7 @@ def finetune(classifier: Classifier, train_loader: DataLoader | Dataset, config:
     otherwise the last epoch. With ``out_dir`` the engine checkpoints into ``out_dir/checkpoint`` (re-running
     resumes exactly) and the returned classifier is saved to ``out_dir`` (``Classifier.load(out_dir)``).
     ``overrides`` set config fields (``finetune(clf, loader, method="trades", epochs=2)``).
+    ``generator`` (``advgan-at`` only): a trained ``AdvGAN`` or its ``GeneratorAttack`` at the config's ε to warm-start from.
     """
     if not isinstance(classifier, Classifier):
         raise TypeError(f"classifier must be an attacks.Classifier, got {type(classifier).__name__}; wrap your module: "
@@ -242,6 +261,10 @@ def finetune(classifier: Classifier, train_loader: DataLoader | Dataset, config:
         cfg = replace(config, **overrides)
     sources = list(sources) if sources is not None else []
     aug = _augmentation(cfg, sources)
+    if generator is not None:
+        from .advgan_at import check_generator
+
+        check_generator(generator, cfg)
     train = as_loader(train_loader, cfg.batch_size, shuffle=True, seed=cfg.seed, what="train_loader")
     val = as_loader(val_loader, 512, shuffle=False, seed=cfg.seed, what="val_loader") if val_loader is not None else None
     if len(train) == 0:
@@ -249,7 +272,7 @@ def finetune(classifier: Classifier, train_loader: DataLoader | Dataset, config:
     robust = copy.deepcopy(classifier)  # the caller's classifier is never touched
     out = Path(out_dir) if out_dir is not None else None
     callbacks, best = _callbacks(robust, cfg, train, val, sources, out)
-    game = FinetuneGame(robust, cfg, aug=aug)
+    game = _game(robust, cfg, aug, generator)
     run = Run(game, cfg)
     trainer = run.trainer_for(out / "checkpoint" if out is not None else None)
     game.steps_per_epoch = max(1, math.ceil(len(train) / trainer.dist.world_size))

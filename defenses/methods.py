@@ -37,9 +37,18 @@ from attacks.threat import ThreatModel
 from . import losses_robust as robust
 from .augmix import augmix_loss
 
-#: the 0.1 methods first, then those added since (the CLI lists them in this order)
-METHODS = ("augment", "pgd-at", "fgsm-rs", "trades", "clean", "augmix", "mart", "awp", "n-fgsm")
+#: the 0.1 methods first, then those added since (the CLI lists them in this order); advgan-at is a game of its
+#: own (defenses.advgan_at), the others are batch losses
+METHODS = ("augment", "pgd-at", "fgsm-rs", "trades", "clean", "augmix", "mart", "awp", "n-fgsm", "advgan-at")
 AWP_BASES = ("pgd-at", "trades")
+
+
+def ramped_eps(eps: float, ramp_epochs: float, step: int, steps_per_epoch: int) -> float:
+    """ε of round ``step`` (0-based): ramped linearly from ~0 to ``eps`` over ``ramp_epochs`` epochs (never 0); 0: ``eps``."""
+    if not ramp_epochs:
+        return eps
+    progress = (step + 1) / (ramp_epochs * steps_per_epoch)
+    return eps * min(1.0, max(progress, 1e-3))
 
 
 def pgd_train_examples(model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, *, steps: int,
@@ -118,6 +127,9 @@ def batch_loss(method: str, net: nn.Module, model: nn.Module, x: torch.Tensor, y
         return ce_on(net, robust.nfgsm_examples(model, x, y, threat, k=nfgsm_k), y, key="adv_acc")
     if method == "awp":
         return _awp_loss(net, model, x, y, threat, pgd_steps, step_size, trades_beta, awp_gamma, awp_base)
+    if method == "advgan-at":
+        raise ValueError("method 'advgan-at' is a three-player game (defenses.advgan_at.AdvGANATGame), not a batch loss; "
+                         "use finetune(..., method='advgan-at').")
     raise ValueError(f"unknown method {method!r}; valid methods: {', '.join(METHODS)}.")
 
 

@@ -1,5 +1,5 @@
-"""advgan finetune: robust fine-tuning of a saved classifier (augment | pgd-at | fgsm-rs | trades | mart | awp | n-fgsm),
-optionally in rounds."""
+"""advgan finetune: robust fine-tuning of a saved classifier (augment | pgd-at | fgsm-rs | trades | mart | awp |
+n-fgsm | advgan-at), optionally in rounds."""
 from __future__ import annotations
 
 import argparse
@@ -10,12 +10,13 @@ from .common import RUN_FLAGS, positive_int
 from .flags import add_config_flags, config_values
 
 NAME = "finetune"
-HELP = ("fine-tune a classifier for robustness (adversarial augmentation, PGD-AT, fast AT, TRADES, MART, AWP, N-FGSM) "
-        "and report before/after")
+HELP = ("fine-tune a classifier for robustness (adversarial augmentation, PGD-AT, fast AT, TRADES, MART, AWP, N-FGSM, "
+        "online AdvGAN) and report before/after")
 #: FinetuneConfig fields as flags
 FIELDS = ("method", "eps", "norm", "epochs", "fraction", "mode", "pgd_steps", "eps_ramp_epochs", "trades_beta", "mart_beta",
           "nfgsm_k", "awp_gamma", "awp_base", "awp_warmup_epochs", "optimizer", "lr", "batch_size", "grad_clip", "amp",
-          "val_batches") + RUN_FLAGS
+          "val_batches", "gen_steps", "gen_noise", "gen_mix", "gen_clean", "gen_kl", "gen_alpha", "gen_kappa", "gen_lr",
+          "gen_width", "gen_fraction") + RUN_FLAGS
 #: this command's defaults where they differ from FinetuneConfig's (method "pgd-at", epochs 5): augment, for 3 epochs
 DEFAULTS = {"method": "augment", "epochs": 3}
 

@@ -27,8 +27,6 @@ HISTORY = "history.json"
 KIND = "minmax-checkpoint"
 #: fields that the one-player configs of advgan 0.1 inherited and ignored; a 0.1 checkpoint that has them resumes
 RETIRED_FIELDS = ("lr_g", "lr_d", "d_steps")
-#: fields added after a checkpoint format was in use, with the value that reproduces the older training:
-#: a checkpoint without them resumes when the config sets that value (AdvGAN round 2)
 def comparable_config(config: Any, game_config: Mapping[str, Any]) -> dict[str, Any]:
     """What must match for a checkpoint to resume: the config without its ``RUN`` fields, and the game's own."""
     skip = run_fields(type(config))
@@ -146,7 +144,12 @@ class Checkpointer:
 #: behaviour: a checkpoint without the field resumes when the run's value is that one
 ADDED_FIELDS: dict[str, Any] = {"augmix_width": 3, "augmix_depth": -1, "augmix_severity": 3, "augmix_alpha": 1.0,
                                 "jsd_lambda": 12.0, "augmix_corruptions": "",
-                                "g_steps": 1, "div_weight": 0.0, "shift": 0, "image_size": None, "target_curriculum": 0.0}
+                                "g_steps": 1, "div_weight": 0.0, "shift": 0, "image_size": None, "target_curriculum": 0.0,
+                                # fine-tuning methods added since 0.1 (their settings do not touch the older methods)
+                                "mart_beta": 6.0, "nfgsm_k": 2.0, "awp_gamma": 5e-3, "awp_base": "pgd-at",
+                                "awp_warmup_epochs": 0.0, "gen_steps": 1, "gen_noise": 0, "gen_mix": 0.0, "gen_clean": 0.5,
+                                "gen_kl": 0.0, "gen_alpha": 1.0, "gen_kappa": 10.0, "gen_lr": 3e-3, "gen_width": 8,
+                                "gen_fraction": 1.0}
 
 
 def _check_fingerprint(path: Path, stored: Any, now: Mapping[str, Any] | None) -> None:

@@ -1,0 +1,184 @@
+"""advgan-at: the three-player game (C, D, G) of fine-tuning against a generator trained online."""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import Subset
+
+from advgan import data
+from advgan.attacker import AdvGAN, AdvGANConfig
+from attacks import Classifier
+from defenses import FinetuneConfig, finetune
+from defenses.advgan_at import AdvGANATGame, NoisyGenerator
+
+EPS = 0.3
+
+
+def _state(m: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in m.state_dict().items()}
+
+
+def _same(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.fixture(scope="module")
+def idx(mnist):
+    return torch.randperm(len(mnist[0]), generator=torch.Generator().manual_seed(3))[:192].tolist()
+
+
+def _loader(mnist, idx):  # a fresh loader per run: a reused loader's shuffling generator has moved on
+    return data.loader(Subset(mnist[0], idx), 64, shuffle=True, seed=0)
+
+
+@pytest.fixture
+def clf(trained_tiny_clf):
+    return copy.deepcopy(trained_tiny_clf)
+
+
+def _cfg(**kw) -> FinetuneConfig:
+    base = dict(method="advgan-at", eps=EPS, epochs=1, batch_size=64, progress=False, log_every=1, gen_noise=2, gen_mix=0.5,
+                gen_kl=1.0, eps_ramp_epochs=1.0)
+    return FinetuneConfig(**{**base, **kw})
+
+
+def test_three_players_train_c_d_and_g(clf, mnist, idx):
+    game = AdvGANATGame(clf, _cfg())
+    assert [p.name for p in game.players()] == ["C", "D", "G"] and isinstance(game.nets["G"], NoisyGenerator)
+    assert game.players()[0].frozen_mode == "eval"  # D and G attack C as it is evaluated
+    before = {n: _state(net) for n, net in game.nets.items()}
+    from advgan.engine import Run
+
+    Run(game, _cfg()).train(_loader(mnist, idx), 1)
+    for name, net in game.nets.items():
+        assert not _same(before[name], _state(net)), f"{name} did not change"
+    # through finetune: the caller's classifier is untouched; C, D and G all log losses; eps ramps up
+    ref = _state(clf)
+    robust, hist = finetune(clf, _loader(mnist, idx), _cfg(gen_steps=2))
+    assert _same(ref, _state(clf)) and not _same(ref, _state(robust))
+    keys = hist.steps[-1].keys()
+    assert {"C/loss", "C/kl", "D/loss", "G/loss", "G/asr"} <= set(keys)
+    eps_seen = [s["C/eps"] for s in hist.steps]
+    assert eps_seen == sorted(eps_seen) and eps_seen[0] < EPS and len(hist.steps) == 3
+    # without a discriminator (gen_alpha=0) the game has two players
+    assert [p.name for p in AdvGANATGame(clf, _cfg(gen_alpha=0.0)).players()] == ["C", "G"]
+
+
+def test_resume_equals_uninterrupted(clf, mnist, idx, tmp_path, monkeypatch):
+    cfg = _cfg(epochs=2, checkpoint_every=2)
+    full, hist_full = finetune(clf, _loader(mnist, idx), cfg, out_dir=tmp_path / "a")
+    real = AdvGANATGame.classifier_loss
+    calls = {"n": 0}
+
+    def crash(self, *a, **k):
+        calls["n"] += 1
+        if calls["n"] == 5:  # second epoch, after the checkpoint at step 4
+            raise KeyboardInterrupt
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(AdvGANATGame, "classifier_loss", crash)
+    with pytest.raises(KeyboardInterrupt):
+        finetune(clf, _loader(mnist, idx), cfg, out_dir=tmp_path / "b")
+    monkeypatch.setattr(AdvGANATGame, "classifier_loss", real)
+    resumed, hist_res = finetune(clf, _loader(mnist, idx), cfg, out_dir=tmp_path / "b")
+    assert _same(_state(full), _state(resumed))
+    assert [s["G/loss"] for s in hist_full.steps] == [s["G/loss"] for s in hist_res.steps]
+    from safetensors.torch import load_file
+
+    ckpt = {k for f in (tmp_path / "b" / "checkpoint").rglob("*.safetensors") for k in load_file(f)}
+    assert any(k.startswith("G") or "/G" in k or ".G" in k for k in ckpt), sorted(ckpt)[:5]
+
+
+def test_generator_of_another_eps_is_refused(clf, mnist, idx):
+    ref = _state(clf)
+    atk = AdvGAN(clf, AdvGANConfig(eps=0.2, progress=False))
+    with pytest.raises(ValueError, match=r"eps=0.2.*eps=0.3"):
+        finetune(clf, _loader(mnist, idx), _cfg(gen_noise=0), generator=atk)
+    with pytest.raises(ValueError, match="eps=0.2"):
+        finetune(clf, _loader(mnist, idx), _cfg(gen_noise=0), generator=atk.as_attack())
+    with pytest.raises(ValueError, match="only by method 'advgan-at'"):
+        finetune(clf, _loader(mnist, idx), FinetuneConfig(method="pgd-at", eps=0.2, progress=False), generator=atk)
+    with pytest.raises(TypeError, match="AdvGAN"):
+        finetune(clf, _loader(mnist, idx), _cfg(gen_noise=0), generator=nn.Conv2d(1, 1, 1))
+    with pytest.raises(ValueError, match="noise input"):
+        finetune(clf, _loader(mnist, idx), _cfg(eps=0.2, gen_noise=2), generator=atk)
+    assert _same(ref, _state(clf))
+    # a generator at the same eps warm-starts G (and D): their weights are the AdvGAN's
+    same = AdvGAN(clf, AdvGANConfig(eps=EPS, progress=False, seed=5))
+    game_g = _warm_game(clf, same)
+    assert _same(_state(game_g.nets["G"]), _state(same.G)) and game_g.nets["G"] is not same.G
+
+
+def _warm_game(clf, atk):
+    from defenses.finetune import _game
+
+    return _game(clf, _cfg(gen_noise=0), None, atk)
+
+
+@pytest.mark.parametrize("bad, match", [({"gen_steps": 0}, "gen_steps"), ({"gen_mix": 1.5}, "gen_mix"),
+                                        ({"gen_clean": 1.0}, "gen_clean"), ({"gen_kl": -1.0}, "gen_kl"),
+                                        ({"gen_noise": -1}, "gen_noise")])
+def test_config_refuses_bad_values(bad, match):
+    with pytest.raises(ValueError, match=match):
+        _cfg(**bad)
+
+
+def test_cli_flags_and_timm_model(tmp_path, capsys, trained_tiny_clf, mnist, idx):
+    from advgan.cli import main
+
+    trained_tiny_clf.save(tmp_path / "clf")
+    common = ["finetune", "--classifier", str(tmp_path / "clf"), "--method", "advgan-at", "--no-progress"]
+    with pytest.raises(SystemExit) as e:
+        main(common + ["--gen-steps", "0", "--out", str(tmp_path / "bad")])
+    assert e.value.code == 2 and "gen-steps" in capsys.readouterr().err
+    rc = main(common + ["--epochs", "1", "--train-subset", "128", "--val-batches", "1", "--gen-noise", "1", "--gen-mix", "0.25",
+                        "--batch-size", "64", "--out", str(tmp_path / "cli")])
+    assert rc == 0 and (tmp_path / "cli" / "best" / "model.safetensors").is_file()
+    saved = Classifier.load(tmp_path / "cli")
+    assert not _same(_state(saved), _state(trained_tiny_clf))
+    # a random-init timm model fine-tunes too (C has BatchNorm: D and G see it in eval mode)
+    timm_clf = Classifier.from_timm("test_efficientnet", 10, in_chans=1, pretrained=False)
+    ref = _state(timm_clf)
+    robust, hist = finetune(timm_clf, data.loader(Subset(mnist[0], idx[:64]), 32, shuffle=True, seed=0), _cfg(batch_size=32, amp=True))
+    assert len(hist.steps) == 2 and not _same(ref, _state(robust)) and _same(ref, _state(timm_clf))
+
+
+def _ddp_worker(rank: int, port: int, out: str) -> None:
+    import warnings
+
+    import torch.distributed as dist
+    from safetensors.torch import save_file
+
+    warnings.simplefilter("ignore")
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    try:
+        train, _ = data.load("mnist5k")
+        torch.manual_seed(0)
+        clf = Classifier.create("tiny_cnn", 10, in_chans=1)
+        robust, hist = finetune(clf, data.loader(Subset(train, range(128)), 32, shuffle=True), _cfg(batch_size=32, device="cpu"))
+        save_file({k: v.contiguous() for k, v in robust.state_dict().items()}, f"{out}/c{rank}.safetensors")
+        (Path(out) / f"n{rank}").write_text(str(len(hist.steps)))
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_ddp_two_ranks_stay_in_sync(tmp_path):
+    """Under DDP (2 gloo ranks) each rank takes half the batches and the classifiers end identical."""
+    import socket
+
+    import torch.multiprocessing as mp
+    from safetensors.torch import load_file
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_ddp_worker, args=(port, str(tmp_path)), nprocs=2, join=True)
+    a, b = (load_file(str(tmp_path / f"c{r}.safetensors")) for r in (0, 1))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert [(tmp_path / f"n{r}").read_text() for r in (0, 1)] == ["2", "2"]  # 128 / 32 / 2 ranks
