@@ -106,7 +106,13 @@ def distill_labels(bb: BlackBox, dataset: Dataset, batch_size: int = 512) -> dat
     """The dataset's images labelled by the black box (one query per image)."""
     ds = data_mod.to_image_dataset(dataset) if not isinstance(dataset, data_mod.ImageDataset) else dataset
     labels = torch.cat([bb.predict_labels(ds.images[i:i + batch_size]) for i in range(0, len(ds), batch_size)])
-    return data_mod.ImageDataset(ds.images, labels.cpu(), bb.num_classes, f"{ds.name}-blackbox-labels")
+    return labelled_dataset(ds, labels.cpu(), bb.num_classes)
+
+
+def labelled_dataset(ds: data_mod.ImageDataset, labels: torch.Tensor, num_classes: int) -> data_mod.ImageDataset:
+    """``ds``'s images with the black box's labels: one name whether the labels were just queried or read back
+    from disk, so a resumed run's data fingerprint matches the first run's."""
+    return data_mod.ImageDataset(ds.images, labels, num_classes, f"{ds.name or 'data'}-blackbox-labels")
 
 
 class DynamicDistillationGame(AdvGANGame):
@@ -248,7 +254,7 @@ class BlackBoxAdvGAN:
 
             labels = load_tensors(sdir / "labels.safetensors", what="black-box labels")["labels"]
             base = data_mod.to_image_dataset(ds) if not isinstance(ds, data_mod.ImageDataset) else ds
-            labeled = data_mod.ImageDataset(base.images, labels, self.blackbox.num_classes, "blackbox-labels")
+            labeled = labelled_dataset(base, labels, self.blackbox.num_classes)
             self.blackbox.queries = int(meta.get("queries", 0))
         else:
             labeled = distill_labels(self.blackbox, ds)
