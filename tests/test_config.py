@@ -184,3 +184,13 @@ def test_generated_flags_carry_help_and_check_values(capsys):
 
     kw = train_kwargs(args)
     assert kw["ema_decay"] == 0.9 and kw["progress"] is False and kw["betas"] == (0.5, 0.999) and args.gp == 10.0
+
+
+def test_python_dash_m_advgan_is_the_console_script():
+    import subprocess
+    import sys
+
+    env = dict(__import__("os").environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    r = subprocess.run([sys.executable, "-m", "advgan", "demo", "--eps", "8", "--out", "unused"], capture_output=True, text=True,
+                       env=env, timeout=120)
+    assert r.returncode == 2 and "8/255" in r.stderr and "Traceback" not in r.stderr

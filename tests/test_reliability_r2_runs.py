@@ -22,7 +22,7 @@ from reliability_helpers import dir_digest, unchanged
 from advgan import data
 from advgan.attacker import AdvGAN, AdvGANConfig, BlackBox, BlackBoxAdvGAN
 from advgan.engine.rundir import LOCK, RunDirError, RunLock, RunLockedError
-from advgan.engine.trainer import MinMaxTrainer, TrainingInterrupted
+from advgan.engine.trainer import TrainingInterrupted
 from advgan.training import train_classifier
 from attacks import FGSM, Classifier, evaluate
 from attacks.checkpoint import CheckpointError, load_tensors, save_json
@@ -524,14 +524,16 @@ def test_malformed_files_one_line_exit_2(damage, msg, clf_dir, tmp_path, capsys)
 
 def _interrupt_at(monkeypatch, step: int) -> None:
     """Deliver a real SIGINT to this process when the engine finishes step ``step``."""
-    real = MinMaxTrainer._update_ema
+    from advgan.engine.state import TrainState
 
-    def update(self):
-        real(self)
-        if self.state.step == step:
+    real = TrainState.update_ema
+
+    def update(self, max_decay):
+        real(self, max_decay)
+        if self.step == step:
             os.kill(os.getpid(), signal.SIGINT)
 
-    monkeypatch.setattr(MinMaxTrainer, "_update_ema", update)
+    monkeypatch.setattr(TrainState, "update_ema", update)
 
 
 def test_sigint_stops_at_a_safe_point_and_resumes_bit_identically(small, tmp_path, monkeypatch):
