@@ -60,6 +60,9 @@ def check_images(
         raise ValueError(f"{name} must be 4-D (N, C, H, W), got shape {tuple(x.shape)}.{hint}")
     if x.shape[0] == 0:
         raise ValueError(f"{name} is an empty batch (shape {tuple(x.shape)}); pass at least one image.")
+    if 0 in x.shape[1:]:
+        raise ValueError(f"{name} has a zero-sized channel or image side (shape {tuple(x.shape)}); images must be "
+                         "(N, C, H, W) with C, H and W >= 1.")
     if channels is not None:
         allowed = (channels,) if isinstance(channels, int) else tuple(channels)
         if x.shape[1] not in allowed:

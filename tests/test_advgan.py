@@ -283,3 +283,12 @@ def test_bad_classifier_and_data_refused_before_any_work(trained_tiny_clf, mnist
         atk.fit([1, 2, 3], epochs=1)
     with pytest.raises(ValueError, match="epochs"):
         atk.fit(sub, epochs=0)
+
+
+def test_diversity_weight_defaults_by_mode_and_an_explicit_value_wins():
+    assert AdvGANConfig().diversity_weight == 0.5                  # untargeted: counters the collapse onto one class
+    assert AdvGANConfig(targeted=True).diversity_weight == 0.0     # targeted: the targets already spread the classes
+    assert AdvGANConfig(targeted=True, div_weight=0.25).diversity_weight == 0.25
+    assert AdvGANConfig(div_weight=0.0).diversity_weight == 0.0
+    with pytest.raises(ValueError, match="div_weight"):
+        AdvGANConfig(div_weight=-1.0)

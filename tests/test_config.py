@@ -153,7 +153,11 @@ def test_cli_flags_and_defaults_are_those_of_0_1():
     added = {"demo": {"--corruptions", "--corruption-severity"},
              "evaluate": {"--corruptions", "--severities", "--corruption-baseline"},
              # AdvGAN round 2: the training levers and the generator's size
-             "train-attacker": {"--g-steps", "--div-weight", "--shift", "--ema", "--no-best-epoch", "--width", "--image-size"}}
+             "train-attacker": {"--g-steps", "--div-weight", "--shift", "--ema", "--no-best-epoch", "--width", "--image-size"},
+             # the defenses issue: MART, AWP, N-FGSM and advgan-at settings
+             "finetune": {"--mart-beta", "--nfgsm-k", "--awp-gamma", "--awp-base", "--awp-warmup-epochs", "--gen-steps",
+                          "--gen-noise", "--gen-mix", "--gen-clean", "--gen-kl", "--gen-alpha", "--gen-kappa", "--gen-lr",
+                          "--gen-width", "--gen-fraction"}}
     # 0.1 showed None for "AdvGANConfig's default"; the generated flags show the value itself (the same run)
     shown = {("train-attacker", "--batch-size"): "32", ("train-attacker", "--kappa"): "10.0",
              ("train-attacker", "--alpha"): "1.0", ("train-attacker", "--beta"): "0.0"}
@@ -161,7 +165,9 @@ def test_cli_flags_and_defaults_are_those_of_0_1():
         assert set(now[cmd]) - set(flags) == added.get(cmd, set()) and set(flags) <= set(now[cmd]), cmd
         for flag, row in flags.items():
             expect = dict(row, default=shown.get((cmd, flag), row["default"]))
-            if (cmd, flag) == ("finetune", "--method"):  # methods added since 0.1 come after the 0.1 ones
+            if (cmd, flag) == ("demo", "--method"):  # 0.2: the demo defends with fgsm-rs (the frontier's pick)
+                expect["default"] = "'fgsm-rs'"
+            if (cmd, flag) in (("finetune", "--method"), ("demo", "--method")):  # methods added since 0.1 come after the 0.1 ones
                 assert now[cmd][flag]["choices"][:len(row["choices"])] == row["choices"]
                 expect["choices"] = now[cmd][flag]["choices"]
             assert now[cmd][flag] == expect, (cmd, flag)

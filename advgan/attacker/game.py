@@ -108,7 +108,7 @@ class AdvGANGame(MinMaxGame):
         norms = delta.flatten(1).norm(dim=1)
         l_hinge = torch.relu(norms - cfg.hinge_bound(x[0].numel())).mean()
         l_div = batch_shared_energy(delta)
-        loss = l_adv + cfg.alpha * l_gan + cfg.beta * l_hinge + cfg.div_weight * l_div
+        loss = l_adv + cfg.alpha * l_gan + cfg.beta * l_hinge + cfg.diversity_weight * l_div
         hit = is_adversarial(logits.detach(), y, t)
         if t is not None and cfg.target_curriculum:
             self._track_misses(t, hit)

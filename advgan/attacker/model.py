@@ -84,8 +84,9 @@ class AdvGANConfig(TrainConfig):
     #: image side G is sized for (None: the paper's 28-px net); see generator_shape
     image_size: Annotated[int | None, Integer(1, optional=True)] = None
     g_steps: Annotated[int, Integer(1)] = 2                  #: generator steps per discriminator step (on the same batch)
-    #: weight of the diversity term: the batch's shared energy ||mean delta||^2 / mean ||delta||^2
-    div_weight: Annotated[float, NONNEG] = 0.5
+    #: weight of the diversity term, the batch's shared energy ||mean delta||^2 / mean ||delta||^2
+    #: (None: 0.5 untargeted, 0 targeted, where the targets already make the perturbations differ)
+    div_weight: Annotated[float | None, Real(0, closed=True, optional=True)] = None
     shift: Annotated[int, Integer(0)] = 0                    #: random shift augmentation: up to this many pixels per axis
     #: targeted: draw hard targets more often (weight 1 + s * running miss rate of the target; 0: uniform)
     target_curriculum: Annotated[float, NONNEG] = 0.0
@@ -102,6 +103,17 @@ class AdvGANConfig(TrainConfig):
     @property
     def threat(self) -> ThreatModel:
         return ThreatModel(self.norm, self.eps)
+
+    @property
+    def diversity_weight(self) -> float:
+        """The diversity term's weight in use: ``div_weight``, or its default for the mode when None.
+
+        Untargeted generators tend to collapse onto one perturbation (and one adversarial class), which the
+        term counters; for a targeted generator it fights the target conditioning (2 epochs on MNIST-5k:
+        19 % target hits with 0.5 against 63 % with 0), so its default there is 0."""
+        if self.div_weight is not None:
+            return self.div_weight
+        return 0.0 if self.targeted else 0.5
 
     def hinge_bound(self, pixels: int) -> float:
         """c, or its default for images of ``pixels`` values (C*H*W)."""
