@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import json
 import platform
 import sys
 import time
@@ -42,7 +43,7 @@ from defenses import FinetuneConfig, finetune  # noqa: E402
 TARGETS = {"autoattack": 0.5, "apgd-ce": 1.0, "apgd-t": 1.0, "square": 2.0}
 
 
-def get_models(work: Path, epochs: int, seed: int) -> dict[str, Classifier]:
+def get_models(work: Path, epochs: int, seed: int, wanted: set[str]) -> dict[str, Classifier]:
     train, test = data.load("mnist5k")
     cdir, rdir = work / "clean", work / f"pgd_at_{epochs}ep"
     if (cdir / "config.json").exists():
@@ -50,6 +51,8 @@ def get_models(work: Path, epochs: int, seed: int) -> dict[str, Classifier]:
     else:
         clf, _ = train_classifier(Classifier.create("small_cnn", 10, in_chans=1), train, test,
                                   ClassifierConfig(progress=False, seed=seed), epochs=4, out_dir=cdir)
+    if "pgd-at" not in wanted:
+        return {"undefended": clf}
     if (rdir / "config.json").exists():
         robust = Classifier.load(rdir)
     else:
@@ -59,6 +62,21 @@ def get_models(work: Path, epochs: int, seed: int) -> dict[str, Classifier]:
                                             lr=1e-3, batch_size=128, progress=False, seed=seed), out_dir=rdir)
         print(f"pgd-at fine-tuning: {time.perf_counter() - t:.0f} s", flush=True)
     return {"undefended": clf, "pgd-at": robust}
+
+
+def merge(paths: list[str], out: Path) -> int:
+    """One result file from several partial runs (same n and settings; rows concatenated, in model order)."""
+    parts = [json.loads(Path(p).read_text()) for p in paths]
+    keys = ("n", "quick", "square_queries", "pgd_at_epochs", "seed")
+    if any(tuple(q[k] for k in keys) != tuple(parts[0][k] for k in keys) for q in parts):
+        raise SystemExit(f"the runs differ in {keys}; merge only runs of the same settings.")
+    result = {**parts[0], "rows": [r for q in parts for r in q["rows"]], "merged_from": [str(p) for p in paths]}
+    result["clean_accuracy"] = {m: a for q in parts for m, a in q["clean_accuracy"].items()}
+    order = {"undefended": 0, "pgd-at": 1}
+    result["rows"].sort(key=lambda r: order.get(r["model"], 2))
+    save_json(out, result)
+    print(f"wrote {out} ({len(result['rows'])} rows)")
+    return 0
 
 
 def robust_acc(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
@@ -92,7 +110,7 @@ def pair(kind: str, model: Classifier, x: torch.Tensor, y: torch.Tensor, norm: s
                               device="cpu")
         return (lambda: Square(eps, norm, queries=queries, seed=seed)(model, x, y)), (lambda: ref_sq.perturb(x, y))
     ref_aa = RefAA(model, eps=eps, norm=rnorm, version="standard", seed=seed, device="cpu")
-    return (lambda: AutoAttack(eps, norm, seed=seed)(model, x, y)), (lambda: ref_aa.run_standard_evaluation(x, y, bs=bs))
+    return (lambda: AutoAttack(eps, norm, seed=seed)(model, x, y)), (lambda: ref_aa.run_standard_evaluation(x, y, batch_size=bs)[0])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -102,6 +120,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epochs", type=int, default=3, help="pgd-at fine-tuning epochs")
     p.add_argument("--square-queries", type=int, default=5000)
     p.add_argument("--only", default=None, help="comma-separated row kinds: apgd-ce, apgd-t, autoattack, square, l2")
+    p.add_argument("--models", default="undefended,pgd-at", help="comma-separated: undefended, pgd-at")
+    p.add_argument("--merge", nargs="+", default=None, metavar="JSON",
+                   help="only merge the rows of these result files (runs split over processes) into --out")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--work", default=str(ROOT / "runs" / "bench_autoattack"))
     p.add_argument("--out", default=None, help="default benchmarks/results/autoattack.json (_quick with --quick)")
@@ -111,16 +132,21 @@ def main(argv: list[str] | None = None) -> int:
     queries = 500 if args.quick else args.square_queries
     name = "autoattack_quick.json" if args.quick else "autoattack.json"
     out = Path(args.out) if args.out else ROOT / "benchmarks" / "results" / name
+    if args.merge:
+        return merge(args.merge, out)
     torch.manual_seed(args.seed)
 
-    models = get_models(Path(args.work) / ("quick" if args.quick else "full"), epochs, args.seed)
+    wanted = {s.strip() for s in args.models.split(",")}
+    models = get_models(Path(args.work) / ("quick" if args.quick else "full"), epochs, args.seed, wanted)
     _, test = data.load("mnist5k")
     x, y = test.images[:n].clone(), test.labels[:n].clone()
     plan: list[tuple[str, str, str, float]] = []
-    for mname in models:
+    for mname in models:  # every model: the plan filters by --models below
         plan += [(mname, "apgd-ce", "linf", 0.3), (mname, "autoattack", "linf", 0.3), (mname, "apgd-t", "linf", 0.3),
                  (mname, "square", "linf", 0.3), (mname, "apgd-ce", "l2", 2.0)]
     plan.insert(5, ("undefended", "autoattack", "l2", 2.0))
+    plan = [r for r in plan if r[0] in wanted]
+    models = {m: c for m, c in models.items() if m in wanted}
     if args.only:
         keep = {s.strip() for s in args.only.split(",")}
         plan = [r for r in plan if r[1] in keep or ("l2" in keep and r[2] == "l2")]
