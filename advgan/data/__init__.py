@@ -11,20 +11,16 @@ from .datasets import (
     cifar10,
     digits,
     fashion_mnist,
-    gauss1d,
-    grid25,
-    grid_modes,
     imagefolder,
     load,
     mnist,
     mnist5k,
     register_dataset,
-    ring8,
-    ring_modes,
     stratified_split,
     to_image_dataset,
 )
 from .loaders import as_loader, batch_loader, loader
+from .toy import gauss1d, grid25, grid_modes, ring8, ring_modes  # registers the toy datasets
 
 __all__ = ["DEFAULT_ROOT", "ImageDataset", "PointDataset", "TransformedDataset", "available", "cifar10", "digits",
            "fashion_mnist", "gauss1d", "grid25", "grid_modes", "imagefolder", "load", "loader",
