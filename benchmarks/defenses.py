@@ -58,7 +58,10 @@ def main() -> int:
     ap.add_argument("--frontier", action="store_true",
                     help="the cost-robustness frontier of every method -> defense_frontier[_TAG].json/.png (frontier.py)")
     ap.add_argument("--methods", default=None, help="frontier: comma-separated methods (default: all available)")
-    ap.add_argument("--n", type=int, default=None, help="frontier: test images evaluated (default 500; <= 750)")
+    ap.add_argument("--n", type=int, default=None,
+                    help="test images evaluated (frontier: default 500, <= 750; table: default all 1,000, quick 300)")
+    ap.add_argument("--autoattack", action="store_true",
+                    help="table: also AutoAttack standard on every model, and the worst case over every attack")
     ap.add_argument("--eval-only", action="store_true",
                     help="frontier: a second process (same flags) that evaluates the models while the first one trains")
     args = ap.parse_args()
@@ -81,7 +84,7 @@ def main() -> int:
     if size:
         train = Subset(train, torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))[:size].tolist())
     perm = torch.randperm(len(test), generator=torch.Generator().manual_seed(seed)).tolist()
-    test_eval = Subset(test, perm[:300] if q else perm)
+    test_eval = Subset(test, perm[:args.n or (300 if q else len(perm))])
     train_loader = data.loader(train, 128, shuffle=True, seed=seed)
     test_loader = data.loader(test_eval, 250, shuffle=False)
     val_loader = data.loader(Subset(test, perm[:500]), 250, shuffle=False)
@@ -139,7 +142,7 @@ def main() -> int:
     rep = before_after(models, test_loader, eps=eps, original_attacker=original, retrain=retrain,
                        train_loader=train_loader, attacker_config=AdvGANConfig(eps=eps, progress=False, seed=seed + 7),
                        attacker_epochs=atk_epochs, pgd_steps=40, histories=histories, clean_epoch_seconds=clean_sec,
-                       seed=seed, out_dir=work / "report")
+                       seed=seed, out_dir=work / "report", autoattack=args.autoattack)
     print()
     print(rep.to_markdown())
     rows = rep.rows
@@ -160,7 +163,7 @@ def main() -> int:
         "benchmark": "defenses", "quick": q, "tag": args.tag, "dataset": "mnist5k", "eps": eps, "norm": "linf",
         "target": {"arch": "small_cnn", "test_accuracy": thist.epochs[-1]["test_accuracy"]},
         "finetune_epochs": epochs, "attacker_epochs": atk_epochs, "n_test": len(test_eval), "n_train": len(train),
-        "train_pgd_steps": ps,
+        "train_pgd_steps": ps, "autoattack": args.autoattack,
         "rows": rep.to_dict()["rows"], "clean_epoch_seconds": clean_sec, "best_defense": best, "targets_met": checks,
         "histories": {k: h.epochs for k, h in histories.items()},
         "total_seconds": time.time() - t_start,

@@ -2,8 +2,10 @@
 
 ``rep = before_after({"undefended": clf, "pgd-at": robust}, test_loader, eps=0.3, original_attacker=atk,
 train_loader=train_loader)`` evaluates every model (``attacks.evaluate``) under PGD-40, FGSM, the
-original AdvGAN attacker (trained against the undefended model) and, with ``retrain=True``, an AdvGAN
-attacker **retrained against each defended model** — the attack a defender actually faces. Seconds
+original AdvGAN attacker (trained against the undefended model), with ``retrain=True`` an AdvGAN
+attacker **retrained against each defended model** — the attack a defender actually faces — and, with
+``autoattack=True``, AutoAttack standard. ``robust_acc_worst`` counts an image as robust only if it survived
+every attack of its row (the number to quote); ``pgd_overestimate`` is PGD's robust accuracy minus it. Seconds
 per epoch come from the fine-tuning histories (``train_seconds``) and are compared with a clean epoch.
 With ``corruptions="all"`` every model is also measured under the natural corruptions of ImageNet-C
 (mean corruption accuracy, mCE against the first model, a table per corruption).
@@ -19,14 +21,15 @@ from typing import Any
 
 from torch import nn
 
-from attacks import FGSM, PGD, evaluate
+from attacks import FGSM, PGD, AutoAttack, evaluate
 from attacks.checkpoint import atomic_write_text, save_json
 from attacks.checks import check_eps
 from attacks.corruption_results import plan_corruptions
 from attacks.corruptions import SEVERITIES
 
 COLUMNS = ("clean_acc", "robust_acc_pgd", "robust_acc_fgsm", "robust_acc_advgan", "asr_advgan",
-           "robust_acc_advgan_retrained", "asr_advgan_retrained", "seconds_per_epoch", "epoch_cost_vs_clean")
+           "robust_acc_advgan_retrained", "asr_advgan_retrained", "seconds_per_epoch", "epoch_cost_vs_clean",
+           "robust_acc_autoattack", "robust_acc_worst", "pgd_overestimate")
 #: with corruptions=: mean accuracy over every corruption and severity, and ImageNet-C's mCE vs the first model
 CORRUPTION_COLUMNS = ("mean_corruption_acc", "mce", "relative_mce")
 
@@ -52,17 +55,20 @@ class DefenseReport:
     def to_markdown(self) -> str:
         m = self.meta
         pgd = f"PGD-{m.get('pgd_steps', 40)}"
-        head = ["model", "clean acc", f"robust acc ({pgd})", "robust acc (FGSM)", "AdvGAN (original) ASR",
-                "AdvGAN (retrained) ASR", "s / epoch", "epoch cost vs clean"]
+        aa = any(r.get("robust_acc_autoattack") is not None for r in self.rows.values())
+        head = ["model", "clean acc", "worst case (every attack)", f"robust acc ({pgd})", *(["AutoAttack"] if aa else []),
+                "robust acc (FGSM)", "AdvGAN (original) ASR", "AdvGAN (retrained) ASR", "s / epoch", "epoch cost vs clean"]
         lines = [f"Threat model: {m.get('norm', 'linf')} ε = {m.get('eps')}; {m.get('n', '?')} test images.", "",
                  "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for name, r in self.rows.items():
-            cells = [name, _pct(r.get("clean_acc")), _pct(r.get("robust_acc_pgd")), _pct(r.get("robust_acc_fgsm")),
+            cells = [name, _pct(r.get("clean_acc")), _pct(r.get("robust_acc_worst")), _pct(r.get("robust_acc_pgd")),
+                     *([_pct(r.get("robust_acc_autoattack"))] if aa else []), _pct(r.get("robust_acc_fgsm")),
                      _pct(r.get("asr_advgan")), _pct(r.get("asr_advgan_retrained")), _num(r.get("seconds_per_epoch")),
                      _ratio(r.get("epoch_cost_vs_clean"))]
             lines.append("| " + " | ".join(cells) + " |")
         lines += ["", "ASR: share of the correctly classified test images that the attack makes misclassified. "
-                  "The retrained AdvGAN is trained against each model itself."]
+                  "The retrained AdvGAN is trained against each model itself. Worst case: an image counts as "
+                  "robust only if it survived every attack of its row."]
         return "\n".join(lines + self._corruption_markdown())
 
     def _corruption_markdown(self) -> list[str]:
@@ -132,13 +138,14 @@ def before_after(models: Mapping[str, nn.Module], test_loader: Any, *, eps: floa
                  histories: Mapping[str, Any] | None = None, clean_epoch_seconds: float | None = None,
                  max_batches: int | None = None, seed: int = 0, progress: bool = False,
                  out_dir: str | Path | None = None, corruptions: str | Sequence[str] | None = None,
-                 severities: Sequence[int] = SEVERITIES) -> DefenseReport:
+                 severities: Sequence[int] = SEVERITIES, autoattack: bool | str = False) -> DefenseReport:
     """Evaluate each model of ``models`` (first = the undefended baseline by convention); see the module docstring.
 
     ``histories[name]``: the fine-tuning history of a model (for seconds per epoch);
     ``clean_epoch_seconds``: seconds of one clean-training epoch on the same data (for the cost ratio).
     ``out_dir``: retrained attackers are saved under ``out_dir/attackers/<name>`` (and resumed from there).
     ``retrain``: True for every model, or a list of model names (AdvGAN training is the costly part).
+    ``autoattack``: also run AutoAttack (True: ``"standard"``, or a version name) on every model.
     ``corruptions``: also measure accuracy under natural corruptions ('all', a family or names) at
     ``severities``, the same corrupted images for every model: mean corruption accuracy, ImageNet-C's mCE
     against the first model, and ``rep.corruptions``.
@@ -147,12 +154,17 @@ def before_after(models: Mapping[str, nn.Module], test_loader: Any, *, eps: floa
         raise TypeError("models must be a non-empty dict {name: Classifier}, e.g. {'before': clf, 'after': robust}.")
     eps = check_eps(eps, norm)
     plan_corruptions(corruptions, severities)  # bad names or severities fail before any model is evaluated
+    if autoattack not in (False, True) and not isinstance(autoattack, str):
+        raise TypeError(f"autoattack must be True, False or an AutoAttack version name, got {autoattack!r}.")
     if retrain and train_loader is None:
         raise ValueError("retrain=True trains an AdvGAN attacker against each model: pass train_loader.")
     attacks: dict[str, Any] = {"pgd": PGD(eps=eps, norm=norm, steps=pgd_steps, seed=seed),
                                "fgsm": FGSM(eps=eps, norm=norm)}
     if original_attacker is not None:
         attacks["advgan"] = original_attacker
+    if autoattack is not False:  # a bad version name fails here, before any model is evaluated
+        attacks["autoattack"] = AutoAttack(eps, norm=norm, version="standard" if autoattack is True else autoattack,
+                                           seed=seed)
     rep = DefenseReport(meta={"eps": eps, "norm": norm, "pgd_steps": pgd_steps,
                               "retrained_attacker_epochs": attacker_epochs if retrain else None,
                               "clean_epoch_seconds": clean_epoch_seconds})
@@ -172,6 +184,10 @@ def before_after(models: Mapping[str, nn.Module], test_loader: Any, *, eps: floa
         row["clean_acc"] = r.clean_accuracy
         row["robust_acc_pgd"] = r["pgd"].robust_accuracy
         row["robust_acc_fgsm"] = r["fgsm"].robust_accuracy
+        if "autoattack" in atks:
+            row["robust_acc_autoattack"] = r["autoattack"].robust_accuracy
+        row["robust_acc_worst"] = r.worst_case().robust_accuracy
+        row["pgd_overestimate"] = row["robust_acc_pgd"] - row["robust_acc_worst"]
         if "advgan" in atks:
             row["robust_acc_advgan"] = r["advgan"].robust_accuracy
             row["asr_advgan"] = r["advgan"].attack_success_rate

@@ -275,6 +275,22 @@ def test_before_after_report(clf, loaders, tmp_path):
     md = rep.to_markdown()
     assert "| after |" in md and "PGD-5" in md
     assert (tmp_path / "defense_report.json").is_file() and (tmp_path / "defense_report.md").is_file()
+    for r in rep.rows.values():  # the worst case over PGD and FGSM is at most each of them
+        assert r["robust_acc_worst"] <= min(r["robust_acc_pgd"], r["robust_acc_fgsm"])
+        assert r["pgd_overestimate"] == pytest.approx(r["robust_acc_pgd"] - r["robust_acc_worst"])
+
+
+def test_before_after_autoattack_worst_case(clf, loaders):
+    _, test = loaders
+    with pytest.raises(ValueError, match="version"):  # a bad version fails before any model is evaluated
+        before_after({"m": clf}, test, eps=EPS, autoattack="nope")
+    with pytest.raises(TypeError, match="autoattack"):
+        before_after({"m": clf}, test, eps=EPS, autoattack=1.5)
+    rep = before_after({"m": clf}, test, eps=EPS, pgd_steps=2, max_batches=1, autoattack=True)
+    r = rep.rows["m"]
+    assert r["robust_acc_autoattack"] is not None
+    assert r["robust_acc_worst"] <= min(r["robust_acc_pgd"], r["robust_acc_fgsm"], r["robust_acc_autoattack"])
+    assert "AutoAttack" in rep.to_markdown() and "worst case" in rep.to_markdown()
 
 
 @pytest.mark.slow
