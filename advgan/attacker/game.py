@@ -1,6 +1,7 @@
 """The AdvGAN min-max game: players D then G against a frozen target classifier (a black-box surrogate adds S)."""
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -22,7 +23,8 @@ KIND = "advgan"
 
 
 class AdvGANGame(MinMaxGame):
-    """``L_G = L_adv + alpha * L_GAN + beta * L_hinge + div_weight * L_div`` against ``target`` (frozen); D tells x from x_adv.
+    """``L_G = L_adv + alpha * L_GAN + beta * L_hinge + div_weight * L_div [+ spread_weight * L_spread]``
+    against ``target`` (frozen); D tells x from x_adv.
 
     Args:
         config: the AdvGAN settings.
@@ -109,12 +111,30 @@ class AdvGANGame(MinMaxGame):
         l_hinge = torch.relu(norms - cfg.hinge_bound(x[0].numel())).mean()
         l_div = batch_shared_energy(delta)
         loss = l_adv + cfg.alpha * l_gan + cfg.beta * l_hinge + cfg.diversity_weight * l_div
+        parts: LossParts = {}
+        if cfg.spread_weight and t is None:
+            l_spread = class_spread(logits, y)
+            loss = loss + cfg.spread_weight * l_spread
+            parts["spread"] = l_spread.detach()
         hit = is_adversarial(logits.detach(), y, t)
         if t is not None and cfg.target_curriculum:
             self._track_misses(t, hit)
         success = hit.float().mean()
         return loss, {"adv": l_adv.detach(), "gan": l_gan.detach(), "hinge": l_hinge.detach(), "div": l_div.detach(),
-                      "l2": norms.detach().mean(), "asr": success}
+                      "l2": norms.detach().mean(), "asr": success, **parts}
+
+
+def class_spread(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The class-spread term: ``log K - H(mean_i softmax_{k != y_i}(logits_i))`` over the batch (>= 0).
+
+    The mean is the batch's adversarial class distribution (each input's true class left out): the term is
+    ``log K`` when every input goes to one class and near 0 when they spread over all classes. Differentiable:
+    an untargeted generator that minimises it spreads its fooled inputs over the classes instead of sending them
+    all to one (see :func:`attacks.diagnostics.adversarial_class_entropy`)."""
+    z = logits.float().scatter(1, y[:, None], float("-inf"))
+    p = z.softmax(1).mean(0)
+    h = -(p * p.clamp_min(1e-12).log()).sum()
+    return math.log(logits.shape[1]) - h
 
 
 def batch_shared_energy(delta: torch.Tensor) -> torch.Tensor:
