@@ -1,8 +1,9 @@
 """Benchmark of the defenses on MNIST-5k at L-inf eps = 0.3 (not a test: numbers, a table and JSON).
 
 Side by side, each fine-tuned from the same trained target (small_cnn): no defense, augment(AdvGAN),
-augment(AdvGAN + PGD), pgd-at, fgsm-rs, trades. Reports clean / robust (PGD-40) accuracy on the
-1,000 test images, FGSM robust accuracy, ASR of the original AdvGAN (trained against the undefended
+augment(AdvGAN + PGD), pgd-at, fgsm-rs, trades. Reports clean / robust (PGD-40; with --autoattack
+also AutoAttack and the worst case over every attack) accuracy on up to 750 test images (the other 250 pick
+each method's best epoch), FGSM robust accuracy, ASR of the original AdvGAN (trained against the undefended
 target) and of an AdvGAN retrained against each model, and training seconds per epoch vs a clean epoch.
 
 Targets (issue 7): pgd-at >= 80 % robust with >= 95 % clean; a retrained AdvGAN <= 10 % ASR against
@@ -10,6 +11,7 @@ the best defense; an AdvGAN-augmented epoch <= 1.5x a clean epoch.
 
     python benchmarks/defenses.py            # full (~25 min on 2 idle CPU cores)
     python benchmarks/defenses.py --quick    # smoke run (few epochs, subset)
+    python benchmarks/defenses.py --autoattack --n 300 --tag aa   # the table under PGD-40 + AutoAttack
     python benchmarks/defenses.py --only pgd-at --epochs 20 --tag long   # one method, longer -> defenses_long.json
     python benchmarks/defenses.py --frontier --epochs 3 --n 500   # every method on one chart (benchmarks/frontier.py)
     python benchmarks/defenses.py --frontier --methods n-fgsm,fgsm-rs --epochs 3 --n 200 --no-retrain --tag screen
@@ -59,12 +61,14 @@ def main() -> int:
                     help="the cost-robustness frontier of every method -> defense_frontier[_TAG].json/.png (frontier.py)")
     ap.add_argument("--methods", default=None, help="frontier: comma-separated methods (default: all available)")
     ap.add_argument("--n", type=int, default=None,
-                    help="test images evaluated (frontier: default 500, <= 750; table: default all 1,000, quick 300)")
+                    help="test images evaluated, disjoint from the 250 validation images (<= 750; default: frontier 500, table 750)")
     ap.add_argument("--autoattack", action="store_true",
                     help="table: also AutoAttack standard on every model, and the worst case over every attack")
     ap.add_argument("--eval-only", action="store_true",
                     help="frontier: a second process (same flags) that evaluates the models while the first one trains")
     args = ap.parse_args()
+    if args.n is not None and not 0 < args.n <= 750:
+        ap.error(f"--n must be 1..750 (the test images outside the 250 validation images), got {args.n}")
     if args.tag and not args.tag.replace("-", "").replace("_", "").isalnum():
         ap.error(f"--tag must be letters, digits, - or _, got {args.tag!r}")
     if args.frontier:
@@ -84,10 +88,11 @@ def main() -> int:
     if size:
         train = Subset(train, torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))[:size].tolist())
     perm = torch.randperm(len(test), generator=torch.Generator().manual_seed(seed)).tolist()
-    test_eval = Subset(test, perm[:args.n or (300 if q else len(perm))])
+    # the frontier's split: the last 250 images of the permutation pick the best epoch, the first n are evaluated
+    test_eval = Subset(test, perm[:args.n or (300 if q else 750)])
     train_loader = data.loader(train, 128, shuffle=True, seed=seed)
     test_loader = data.loader(test_eval, 250, shuffle=False)
-    val_loader = data.loader(Subset(test, perm[:500]), 250, shuffle=False)
+    val_loader = data.loader(Subset(test, perm[-250:]), 250, shuffle=False)
     epochs = args.epochs or (1 if q else 8)
     atk_epochs = args.attacker_epochs or (1 if q else 4)
     t_start = time.time()
