@@ -292,3 +292,24 @@ def test_diversity_weight_defaults_by_mode_and_an_explicit_value_wins():
     assert AdvGANConfig(div_weight=0.0).diversity_weight == 0.0
     with pytest.raises(ValueError, match="div_weight"):
         AdvGANConfig(div_weight=-1.0)
+
+
+def test_class_spread_term_is_log_k_for_one_class_and_its_gradient_spreads_the_classes():
+    from advgan.attacker.game import class_spread
+
+    y = torch.arange(8) % 10
+    one = torch.zeros(8, 10)
+    one[:, 3] = 6.0
+    one[y == 3, 4] = 6.0  # inputs of class 3 go to class 4: still (almost) one adversarial class
+    assert class_spread(one, y).item() > 0.5 * math.log(10)
+    logits = one.clone().requires_grad_(True)
+    opt = torch.optim.SGD([logits], lr=5.0)
+    before = class_spread(logits, y).item()
+    for _ in range(200):
+        opt.zero_grad()
+        class_spread(logits, y).backward()
+        opt.step()
+    after = class_spread(logits, y).item()
+    assert after < before / 2 and after >= 0.0
+    with pytest.raises(ValueError, match="spread_weight"):
+        AdvGANConfig(spread_weight=-0.5)
