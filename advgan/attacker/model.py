@@ -87,8 +87,7 @@ class AdvGANConfig(TrainConfig):
     #: weight of the diversity term, the batch's shared energy ||mean delta||^2 / mean ||delta||^2
     #: (None: 0.5 untargeted, 0 targeted, where the targets already make the perturbations differ)
     div_weight: Annotated[float | None, Real(0, closed=True, optional=True)] = None
-    #: untargeted: weight of the class-spread term, log K minus the entropy of the batch's mean adversarial class
-    #: distribution (near 0 when the fooled inputs go to every class evenly; counters the collapse onto one class)
+    #: untargeted: weight of the class-spread term, log K - entropy of the batch's mean adversarial class distribution
     spread_weight: Annotated[float, NONNEG] = 0.0
     shift: Annotated[int, Integer(0)] = 0                    #: random shift augmentation: up to this many pixels per axis
     #: targeted: draw hard targets more often (weight 1 + s * running miss rate of the target; 0: uniform)
