@@ -11,10 +11,9 @@ is frozen (eval, no parameter gradients, bit-identical after training). The gene
     L_div   = ||mean delta||^2 / mean ||delta||^2 over the batch (the shared energy; it keeps G from
               collapsing onto one near-universal perturbation)
 
-with ``g_steps`` generator steps per discriminator step, optional random-shift augmentation, an EMA
-generator (decay 0.999) and, given a validation set, the epoch with the best validation ASR.
-
-on the shared :class:`~advgan.engine.MinMaxTrainer` (schedule, checkpoints, exact resume, progress).
+(plus ``spread_weight * L_spread``, the class-spread term, when set) with ``g_steps`` generator steps per
+discriminator step, optional random-shift augmentation, an EMA generator (decay 0.999) and, given a validation
+set, the epoch with the best validation ASR, on the shared :class:`~advgan.engine.MinMaxTrainer`.
 A targeted AdvGAN is one generator conditioned on the target class; targets are drawn at random
 (different from the label) for every training batch.
 
