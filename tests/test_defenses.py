@@ -6,6 +6,7 @@ import warnings
 
 import pytest
 import torch
+from resume_helpers import assert_resume_exact, same_state, state_of
 from torch import nn
 from torch.utils.data import Subset
 
@@ -14,14 +15,6 @@ from attacks import FGSM, PGD, Classifier, RandomNoise
 from defenses import AdversarialAugmentation, FinetuneConfig, attack_stats, before_after, finetune, parse_sources
 
 EPS = 0.15  # a budget at which a tiny CNN gains measurable robustness in one short epoch
-
-
-def _state(m: nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().clone() for k, v in m.state_dict().items()}
-
-
-def _same(a: dict, b: dict) -> bool:
-    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 @pytest.fixture(scope="module")
@@ -83,16 +76,16 @@ def test_augmentation_modes_split_between_sources(small_batch, trained_tiny_clf)
 def test_augmentation_leaves_bn_stats_weights_and_mode_untouched(small_batch):
     x, y = small_batch
     model = _bn_classifier().unfreeze()  # training mode, trainable: as inside a fine-tuning loop
-    before = _state(model)
+    before = state_of(model)
     aug = AdversarialAugmentation([FGSM(eps=0.1, random_start=True), PGD(eps=0.1, steps=3)], fraction=0.5)
     xm, ym = aug(model, x, y)
-    assert _same(before, _state(model))  # BatchNorm running stats and weights unchanged
+    assert same_state(before, state_of(model))  # BatchNorm running stats and weights unchanged
     assert model.training and all(m.training for m in model.modules())
     assert all(p.requires_grad and p.grad is None for p in model.parameters())
     assert not xm.requires_grad and xm.shape == x.shape
     batches = list(aug.wrap([(x[:32], y[:32]), (x[32:], y[32:])], model))
     assert len(batches) == 2 and batches[1][0].shape == (32, 1, 28, 28) and torch.equal(batches[1][1], y[32:])
-    assert _same(before, _state(model))
+    assert same_state(before, state_of(model))
 
 
 def test_augmentation_rejects_bad_sources(trained_tiny_clf):
@@ -136,14 +129,14 @@ def test_bad_configs_give_clear_errors(kw, err, match):
 
 def test_finetune_refuses_bad_input_before_work(clf, loaders, tmp_path):
     train, _ = loaders
-    before = _state(clf)
+    before = state_of(clf)
     with pytest.raises(ValueError, match="source list is empty"):
         finetune(clf, train, FinetuneConfig(method="augment", eps=EPS), sources=[], out_dir=tmp_path / "x")
     with pytest.raises(ValueError, match="outside the config's threat model"):
         finetune(clf, train, FinetuneConfig(method="augment", eps=0.1), sources=[PGD(eps=0.3)])
     with pytest.raises(TypeError, match="attacks.Classifier"):
         finetune(nn.Linear(2, 2), train, FinetuneConfig())
-    assert _same(before, _state(clf)) and not (tmp_path / "x").exists()
+    assert same_state(before, state_of(clf)) and not (tmp_path / "x").exists()
 
 
 # ---------------------------------------------------------------------- the methods raise robustness
@@ -165,19 +158,19 @@ def test_each_method_raises_robust_accuracy(method, clf, loaders):
 
 def test_input_classifier_untouched_and_best_selected(clf, loaders, tmp_path):
     train, test = loaders
-    before = _state(clf)
+    before = state_of(clf)
     cfg = FinetuneConfig(method="fgsm-rs", eps=EPS, epochs=2, lr=3e-3, batch_size=64, progress=False, val_pgd_steps=3,
                          guard_batch_size=64, guard_pgd_steps=3)
     robust, hist = finetune(clf, train, cfg, val_loader=test, out_dir=tmp_path)
-    assert _same(before, _state(clf)) and not clf.training and not any(p.requires_grad for p in clf.parameters())
-    assert not _same(before, _state(robust))
+    assert same_state(before, state_of(clf)) and not clf.training and not any(p.requires_grad for p in clf.parameters())
+    assert not same_state(before, state_of(robust))
     assert all("val_robust_acc" in e and "val_clean_acc" in e and "guard_robust_acc" in e for e in hist.epochs)
     assert all(e["val_select"] == e["val_robust_acc"] for e in hist.epochs)  # no sources: PGD robust accuracy
     best = max(hist.epochs, key=lambda e: (e["val_select"], e["val_clean_acc"]))
     assert best.get("best") is True and sum(bool(e.get("best")) for e in hist.epochs) >= 1
     saved_best = Classifier.load(tmp_path / "best")
-    assert _same(_state(saved_best), _state(robust))  # the returned classifier is the best epoch's
-    assert _same(_state(Classifier.load(tmp_path)), _state(robust))
+    assert same_state(state_of(saved_best), state_of(robust))  # the returned classifier is the best epoch's
+    assert same_state(state_of(Classifier.load(tmp_path)), state_of(robust))
     assert saved_best.extra["epoch"] == best["epoch"]
 
 
@@ -214,26 +207,7 @@ def test_resume_gives_identical_weights(clf, mnist, tmp_path, monkeypatch):
 
     cfg = FinetuneConfig(method="pgd-at", eps=EPS, epochs=2, pgd_steps=2, eps_ramp_epochs=1, checkpoint_every=5,
                          progress=False, batch_size=64, log_every=1)
-    full, hist_full = finetune(clf, train(), cfg, out_dir=tmp_path / "a")
-
-    import defenses.methods as M
-
-    real = M.batch_loss
-    calls = {"n": 0}
-
-    def crash(*a, **k):
-        calls["n"] += 1
-        if calls["n"] == 18:  # mid second epoch, after the checkpoint at step 15
-            raise KeyboardInterrupt
-        return real(*a, **k)
-
-    monkeypatch.setattr(M, "batch_loss", crash)
-    with pytest.raises(KeyboardInterrupt):
-        finetune(clf, train(), cfg, out_dir=tmp_path / "b")
-    monkeypatch.setattr(M, "batch_loss", real)
-    resumed, hist_res = finetune(clf, train(), cfg, out_dir=tmp_path / "b")
-    assert _same(_state(full), _state(resumed))
-    assert [s["C/loss"] for s in hist_full.steps] == [s["C/loss"] for s in hist_res.steps]
+    assert_resume_exact(clf, train, cfg, tmp_path, monkeypatch, crash_at=18)
 
 
 def test_overfit_guard_rolls_back_on_collapse(clf, loaders, monkeypatch):
@@ -254,7 +228,7 @@ def test_overfit_guard_rolls_back_on_collapse(clf, loaders, monkeypatch):
     with pytest.warns(RuntimeWarning, match="catastrophic overfitting"):
         two, hist = finetune(clf, train(), cfg2)
     assert [e["rolled_back"] for e in hist.epochs] == [False, True]
-    assert _same(_state(one), _state(two))  # back to the weights after epoch 1
+    assert same_state(state_of(one), state_of(two))  # back to the weights after epoch 1
     # no rollback without a collapse
     accs2 = iter([0.5, 0.45])
     monkeypatch.setattr(V, "guard_accuracy", lambda *a, **k: next(accs2))

@@ -6,6 +6,7 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
+from resume_helpers import assert_resume_exact, same_state, state_of
 from torch import nn
 from torch.utils.data import Subset
 
@@ -18,14 +19,6 @@ from defenses import methods as M
 from defenses.finetune import FinetuneGame
 
 EPS = 0.15
-
-
-def _state(m: nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().clone() for k, v in m.state_dict().items()}
-
-
-def _same(a: dict, b: dict) -> bool:
-    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 def _bn_classifier() -> Classifier:
@@ -79,14 +72,14 @@ def test_mart_loss_matches_the_paper_formula_and_stays_finite(small_batch, clf):
 # ---------------------------------------------------------------------- N-FGSM
 def test_nfgsm_examples_leave_the_ball_and_the_model_alone(small_batch, clf):
     x, y = small_batch
-    before = _state(clf)
+    before = state_of(clf)
     th = ThreatModel("linf", 0.1)
     torch.manual_seed(0)
     adv = R.nfgsm_examples(clf, x, y, th, k=2.0)
     d = (adv - x).abs().flatten(1).amax(1)
     assert adv.shape == x.shape and float(adv.min()) >= 0 and float(adv.max()) <= 1
     assert float(d.max()) > 0.1 + 1e-3 and float(d.max()) <= 0.3 + 1e-6  # no projection: up to (k + 1) eps
-    assert _same(before, _state(clf)) and not clf.training
+    assert same_state(before, state_of(clf)) and not clf.training
     # k = 0: exactly FGSM with step eps from x
     x1 = x.clone().requires_grad_(True)
     g = torch.autograd.grad(F.cross_entropy(clf(x1), y, reduction="sum"), x1)[0]
@@ -98,10 +91,10 @@ def test_awp_perturbation_size_gradient_and_exact_restore(small_batch):
     x, y = small_batch[0][:32], small_batch[1][:32]
     clf = _bn_classifier()
     clf.unfreeze()  # as during fine-tuning: train mode, trainable weights
-    before = _state(clf)  # weights and BatchNorm statistics
+    before = state_of(clf)  # weights and BatchNorm statistics
     v = R.awp_perturbation(clf, lambda f: F.cross_entropy(f(x), y), 0.01)
     weights = R.perturbable(clf)
-    assert len(v) == len(weights) == 2 and _same(before, _state(clf))  # the proxy moved nothing, BN stats included
+    assert len(v) == len(weights) == 2 and same_state(before, state_of(clf))  # the proxy moved nothing, BN stats included
     assert all(p.grad is None for p in clf.parameters())
     for _, w in weights:
         assert abs(float(v[id(w)].norm() / w.detach().norm()) - 0.01) < 1e-5
@@ -109,8 +102,8 @@ def test_awp_perturbation_size_gradient_and_exact_restore(small_batch):
     fwd = R.PerturbedForward(clf, v)
     loss = F.cross_entropy(fwd(x), y)
     loss.backward()
-    assert _same({k: t for k, t in before.items() if "running" not in k and "num_batches" not in k},
-                 {k: t for k, t in _state(clf).items() if "running" not in k and "num_batches" not in k})
+    assert same_state({k: t for k, t in before.items() if "running" not in k and "num_batches" not in k},
+                 {k: t for k, t in state_of(clf).items() if "running" not in k and "num_batches" not in k})
     ref = copy.deepcopy(clf)
     ref.load_state_dict(before)
     with torch.no_grad():
@@ -174,36 +167,20 @@ def test_resume_is_exact(method, clf, mnist, tmp_path, monkeypatch):
 
     cfg = FinetuneConfig(method=method, eps=EPS, epochs=2, pgd_steps=2, checkpoint_every=4, progress=False, batch_size=64,
                          log_every=1, awp_gamma=0.01, awp_warmup_epochs=0.5)
-    full, hist_full = finetune(clf, train(), cfg, out_dir=tmp_path / "a")
-    real = M.batch_loss
-    calls = {"n": 0}
-
-    def crash(*a, **k):
-        calls["n"] += 1
-        if calls["n"] == 10:  # in the second epoch, after the checkpoint at step 8
-            raise KeyboardInterrupt
-        return real(*a, **k)
-
-    monkeypatch.setattr(M, "batch_loss", crash)
-    with pytest.raises(KeyboardInterrupt):
-        finetune(clf, train(), cfg, out_dir=tmp_path / "b")
-    monkeypatch.setattr(M, "batch_loss", real)
-    resumed, hist_res = finetune(clf, train(), cfg, out_dir=tmp_path / "b")
-    assert _same(_state(full), _state(resumed))
-    assert [s["C/loss"] for s in hist_full.steps] == [s["C/loss"] for s in hist_res.steps]
+    assert_resume_exact(clf, train, cfg, tmp_path, monkeypatch, crash_at=10)
 
 
 def test_timm_model_with_awp_and_mart():
     timm_clf = Classifier.from_timm("resnet18", 10, in_chans=1, pretrained=False)
     g = torch.Generator().manual_seed(0)
     x, y = torch.rand(8, 1, 32, 32, generator=g), torch.randint(0, 10, (8,), generator=g)
-    before = _state(timm_clf)
+    before = state_of(timm_clf)
     for method in ("awp", "mart"):
         robust, hist = finetune(timm_clf, torch.utils.data.TensorDataset(x, y), method=method, eps=0.03, epochs=1,
                                 pgd_steps=1, batch_size=8, progress=False)
         assert torch.isfinite(torch.tensor(hist.steps[-1]["C/loss"]))
-        assert not _same(_state(robust), before)
-    assert _same(_state(timm_clf), before)
+        assert not same_state(state_of(robust), before)
+    assert same_state(state_of(timm_clf), before)
 
 
 # ---------------------------------------------------------------------- CLI
