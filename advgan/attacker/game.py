@@ -111,12 +111,12 @@ class AdvGANGame(MinMaxGame):
         l_hinge = torch.relu(norms - cfg.hinge_bound(x[0].numel())).mean()
         l_div = batch_shared_energy(delta)
         loss = l_adv + cfg.alpha * l_gan + cfg.beta * l_hinge + cfg.diversity_weight * l_div
+        hit = is_adversarial(logits.detach(), y, t)
         parts: LossParts = {}
-        if cfg.spread_weight and t is None:
-            l_spread = class_spread(logits, y)
+        if cfg.spread_weight and t is None:  # spread the fooled inputs: the others still need l_adv's push
+            l_spread = class_spread(logits, y, hit)
             loss = loss + cfg.spread_weight * l_spread
             parts["spread"] = l_spread.detach()
-        hit = is_adversarial(logits.detach(), y, t)
         if t is not None and cfg.target_curriculum:
             self._track_misses(t, hit)
         success = hit.float().mean()
@@ -124,15 +124,17 @@ class AdvGANGame(MinMaxGame):
                       "l2": norms.detach().mean(), "asr": success, **parts}
 
 
-def class_spread(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def class_spread(logits: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
     """The class-spread term: ``log K - H(mean_i softmax_{k != y_i}(logits_i))`` over the batch (>= 0).
 
-    The mean is the batch's adversarial class distribution (each input's true class left out): the term is
-    ``log K`` when every input goes to one class and near 0 when they spread over all classes. Differentiable:
-    an untargeted generator that minimises it spreads its fooled inputs over the classes instead of sending them
-    all to one (see :func:`attacks.diagnostics.adversarial_class_entropy`)."""
+    The mean is the adversarial class distribution of the inputs in ``mask`` (default: all; each input's true class
+    left out): the term is ``log K`` when they all go to one class and near 0 when they spread over all classes
+    (``log K``, with no gradient, when ``mask`` is empty). Differentiable: an untargeted generator that minimises
+    it spreads its fooled inputs over the classes instead of sending them all to one (see
+    :func:`attacks.diagnostics.adversarial_class_entropy`)."""
     z = logits.float().scatter(1, y[:, None], float("-inf"))
-    p = z.softmax(1).mean(0)
+    w = torch.ones_like(y, dtype=torch.float32) if mask is None else mask.float()
+    p = (w[:, None] * z.softmax(1)).sum(0) / w.sum().clamp(min=1.0)
     h = -(p * p.clamp_min(1e-12).log()).sum()
     return math.log(logits.shape[1]) - h
 
