@@ -313,3 +313,17 @@ def test_class_spread_term_is_log_k_for_one_class_and_its_gradient_spreads_the_c
     assert after < before / 2 and after >= 0.0
     with pytest.raises(ValueError, match="spread_weight"):
         AdvGANConfig(spread_weight=-0.5)
+
+
+def test_spread_weight_adds_the_logged_class_spread_term_to_the_generator_loss(trained_tiny_clf, mnist):
+    sub = mnist[0].subset(96, seed=5)
+    runs = {}
+    for w in (0.0, 1.0):
+        cfg = AdvGANConfig(eps=0.3, width=4, g_steps=1, spread_weight=w, log_every=1, **FAST)
+        runs[w] = AdvGAN(trained_tiny_clf, cfg).fit(sub, epochs=2).steps
+    assert all("G/spread" not in s for s in runs[0.0])
+    spreads = [s["G/spread"] for s in runs[1.0]]
+    assert all(0.0 <= v <= math.log(10) + 1e-5 for v in spreads)
+    assert min(spreads) < math.log(10) - 0.1  # once inputs are fooled, the term measures their classes
+    # same init, same first batch, same D step: the first G losses differ by exactly the term
+    assert runs[1.0][0]["G/loss"] - runs[0.0][0]["G/loss"] == pytest.approx(spreads[0], rel=1e-4, abs=1e-5)
