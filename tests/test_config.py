@@ -153,7 +153,8 @@ def test_cli_flags_and_defaults_are_those_of_0_1():
     added = {"demo": {"--corruptions", "--corruption-severity"},
              "evaluate": {"--corruptions", "--severities", "--corruption-baseline"},
              # AdvGAN round 2: the training levers and the generator's size
-             "train-attacker": {"--g-steps", "--div-weight", "--spread-weight", "--shift", "--ema", "--no-best-epoch", "--width", "--image-size"},
+             "train-attacker": {"--g-steps", "--div-weight", "--spread-weight", "--shift", "--ema", "--no-best-epoch", "--width",
+                                "--image-size"},
              # the defenses issue: MART, AWP, N-FGSM and advgan-at settings
              "finetune": {"--mart-beta", "--nfgsm-k", "--awp-gamma", "--awp-base", "--awp-warmup-epochs", "--gen-steps",
                           "--gen-noise", "--gen-mix", "--gen-clean", "--gen-kl", "--gen-alpha", "--gen-kappa", "--gen-lr",
