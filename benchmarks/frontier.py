@@ -255,18 +255,18 @@ def plot(rows: dict[str, dict[str, Any]], path: Path, *, epochs: int, n: int, at
     ax.set_xlim(*xlim)
     ax.set_ylim(*ylim)
     w_pt, h_pt = 390.0, 250.0  # the axes' size in points (7 x 4.5 in figure), for label placement
-    boxes: list[tuple[float, float, float, float]] = []
+    boxes: list[tuple[float, float]] = []  # lower-left corners of the placed labels (64 x 22 pt each)
     for name, r in rows.items():
         x = r["cost_vs_clean_epoch"] if r["cost_vs_clean_epoch"] is not None else 0.0
         y = 100 * r["worst_case_acc"]
         ax.scatter([x], [y], s=40)
         px = (x - xlim[0]) / (xlim[1] - xlim[0]) * w_pt
         py = (y - ylim[0]) / (ylim[1] - ylim[0]) * h_pt
-        # the first label slot (right-above, right-below, left-above, left-below, above) clear of earlier labels
+        # the first label slot (right-above, right-below, left-above, left-below, above, below) clear of earlier labels
         slots = [(5, 4), (5, -24), (-66, 4), (-66, -24), (-30, 14), (-30, -36)]
         ox, oy = next((o for o in slots if not any(px + o[0] < bx + 64 and bx < px + o[0] + 64 and py + o[1] < by + 22
-                                                   and by < py + o[1] + 22 for bx, by, _, _ in boxes)), slots[0])
-        boxes.append((px + ox, py + oy, 64, 22))
+                                                   and by < py + o[1] + 22 for bx, by in boxes)), slots[0])
+        boxes.append((px + ox, py + oy))
         ax.annotate(f"{name}\n(clean {100 * r['clean_acc']:.0f}%)", (x, y), textcoords="offset points", xytext=(ox, oy),
                     fontsize=8)
     best, hull = -1.0, []
