@@ -85,6 +85,25 @@ def test_seeded_determinism_and_seed_dependence(name, digits, photos):
 
 
 @pytest.mark.parametrize("name", CORRUPTIONS)
+def test_cpu_chunks_change_nothing_but_the_draws(name, photos, monkeypatch):
+    """Large CPU batches run in chunks: deterministic corruptions give exactly the one-pass result, random ones
+    stay seeded, in range and drawn per image."""
+    from attacks.corruptions import api
+
+    x = torch.cat([photos, photos.flip(-1)])  # 8 photos
+    whole = corrupt(x, name, 3, seed=5)
+    monkeypatch.setattr(api, "CPU_CHUNK_VALUES", 3 * x[0].numel())  # 3 images a chunk: 3 + 3 + 2
+    chunked = corrupt(x, name, 3, seed=5)
+    assert chunked.shape == x.shape and chunked.min() >= 0 and chunked.max() <= 1
+    assert torch.equal(chunked, corrupt(x, name, 3, seed=5))
+    if name in RANDOM_CORRUPTIONS:  # the chunks draw from one generator in turn, not each from the seed
+        same = corrupt(photos[:1].expand(8, -1, -1, -1).contiguous(), name, 3, seed=5)
+        assert not torch.equal(same[0], same[3]) and not torch.equal(same[3], same[6])
+    else:
+        assert torch.equal(chunked, whole)
+
+
+@pytest.mark.parametrize("name", CORRUPTIONS)
 def test_distance_rises_with_severity(name, digits, photos):
     for tag, x in _batches(digits, photos).items():
         d = [float((corrupt(x, name, s, seed=3) - x).abs().mean()) for s in range(1, 6)]

@@ -94,6 +94,18 @@ def _work_dtype(dtype: torch.dtype) -> torch.dtype:
     return dtype if dtype in (torch.float32, torch.float64) else torch.float32
 
 
+#: on the CPU a batch is corrupted in chunks of about this many values, so the temporaries of every step
+#: stay in cache (at 224 x 224 RGB: 13 images a chunk, 3-12x faster than one pass over 256 images)
+CPU_CHUNK_VALUES = 1 << 21
+
+
+def _chunks(x: torch.Tensor) -> int:
+    """Images per chunk: the whole batch on an accelerator, about ``CPU_CHUNK_VALUES`` values on the CPU."""
+    if x.device.type != "cpu" or x.shape[0] == 0:
+        return max(1, x.shape[0])
+    return max(1, CPU_CHUNK_VALUES // max(1, x[0].numel()))
+
+
 def corrupt(x: torch.Tensor, name: str, severity: int, *, seed: int = 0) -> torch.Tensor:
     """Corrupt a batch of images with one of the 19 ImageNet-C corruptions.
 
@@ -104,7 +116,8 @@ def corrupt(x: torch.Tensor, name: str, severity: int, *, seed: int = 0) -> torc
         seed: seeds a ``torch.Generator`` on x's device; the global RNG is not used.
 
     Returns a new tensor of x's shape, dtype and device, in [0, 1]. Every image gets its own random
-    draw (noise, angle, texture...); the same seed on the same batch gives the same result.
+    draw (noise, angle, texture...); the same seed on the same batch gives the same result. On the CPU
+    large batches run in cache-sized chunks that draw from the one generator in turn.
     """
     check_corruption(name)
     check_severity(severity)
@@ -114,7 +127,10 @@ def corrupt(x: torch.Tensor, name: str, severity: int, *, seed: int = 0) -> torc
     gen = torch.Generator(device=x.device).manual_seed(seed)
     # full precision even inside a caller's autocast region (evaluation with amp=True)
     with torch.no_grad(), torch.autocast(device_type=x.device.type, enabled=False):
-        out = _FUNCS[name](work, severity, gen)
+        step = _chunks(work)
+        fn = _FUNCS[name]
+        parts = [fn(work[i : i + step], severity, gen) for i in range(0, work.shape[0], step)]
+        out = parts[0] if len(parts) == 1 else torch.cat(parts)
     out = out.clamp(0, 1)
     if out.data_ptr() == x.data_ptr():
         out = out.clone()
