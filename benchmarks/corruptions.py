@@ -13,6 +13,7 @@ For every corruption x severity, on the same images:
     python benchmarks/corruptions.py                 # full run (single thread; ~30 min on a busy 2-core box)
     python benchmarks/corruptions.py --quick         # smoke run (subsets) -> corruptions_quick.json
     python benchmarks/corruptions.py --speed-224     # also time 224 x 224 RGB batches
+    python benchmarks/corruptions.py --speed-only --speed-224   # re-time only the speed rows, update the JSON
 
 The classifier is cached under ``--work`` (default runs/bench_corruptions). Writes
 ``benchmarks/results/corruptions.json``.
@@ -20,6 +21,7 @@ The classifier is cached under ``--work`` (default runs/bench_corruptions). Writ
 from __future__ import annotations
 
 import argparse
+import json
 import platform
 import sys
 import time
@@ -143,6 +145,38 @@ def speed(x: torch.Tensor, tag: str, severities, seed: int, repeats: int) -> lis
     return rows
 
 
+def speed_table(batch: int, sev, args) -> list[dict]:
+    """The speed rows: digits and 64 px photos at every severity, 224 px photos at severity 3 (``--speed-224``)."""
+    xs_m, _ = mnist_images(batch, split="train")
+    rows = speed(pad_to(xs_m), "mnist 32x32 gray", sev, args.seed, 2)
+    rows += speed(rgb_crops(batch, 64), "rgb 64x64", sev, args.seed, 2)
+    if args.speed_224:
+        rows += speed(rgb_crops(batch, 224), "rgb 224x224", (3,), args.seed, 1)
+    return rows
+
+
+def speed_only(out: Path, batch: int, sev, args) -> int:
+    """Re-time the speed rows and replace them in the results file ``out`` (its cross-check rows stay)."""
+    if not out.is_file():
+        raise SystemExit(f"--speed-only updates an existing {out}; run the full benchmark first")
+    result = json.loads(out.read_text())
+    t0 = time.perf_counter()
+    warm_reference()
+    rows = speed_table(batch, sev, args)
+    sp = summarise_speed(rows)
+    for tag, sm in sp.items():
+        print(f"speed {tag}: ours {sm['ours_seconds']:.2f} s, reference {sm['ref_seconds']:.2f} s: {sm['speedup']:.1f}x "
+              f"({'MET' if sm['target_met'] else 'NOT met'} >= {SPEEDUP:g}x)")
+        for name, (o, r) in sm["per_corruption_seconds"].items():
+            print(f"   {name:18s} {o:7.3f} {r:7.3f} {r / o:6.1f}x")
+    result["summary"]["speed"] = sp
+    result.update(speed_rows=rows, speed_batch=batch, speed_seconds=time.perf_counter() - t0,
+                  speed_torch_threads=torch.get_num_threads())
+    save_json(out, result)
+    print(f"updated the speed rows of {out}")
+    return 0
+
+
 def summarise_speed(rows: list[dict]) -> dict:
     out: dict = {}
     for tag in dict.fromkeys(r["images"] for r in rows):
@@ -188,6 +222,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n-rgb", type=int, default=48, help="64 x 64 RGB crops for strength and pixel agreement")
     p.add_argument("--batch", type=int, default=256, help="batch size of the speed rows")
     p.add_argument("--speed-224", action="store_true", help="also time 224 x 224 RGB batches (slow reference)")
+    p.add_argument("--speed-only", action="store_true",
+                   help="re-time the speed rows only and update them in the existing results JSON")
     p.add_argument("--epochs", type=int, default=3, help="small_cnn training epochs")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--work", default=str(ROOT / "runs" / "bench_corruptions"))
@@ -201,6 +237,8 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out) if args.out else ROOT / "benchmarks" / "results" / ("corruptions_quick.json" if q else "corruptions.json")
 
     t0 = time.perf_counter()
+    if args.speed_only:
+        return speed_only(out, batch, sev, args)
     clf, clf_info = get_classifier(Path(args.work), args.epochs, args.seed)
     xm28, ym = mnist_images(n)
     xm = pad_to(xm28)
@@ -210,12 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = cross_check(clf, xm, ym, xr, sev, args.seed)
     motion_rows = motion_fixed_angle(xm[:16], xr[:8], sev)
 
-    speed_rows = []
-    xs_m, _ = mnist_images(batch, split="train")
-    speed_rows += speed(pad_to(xs_m), "mnist 32x32 gray", sev, args.seed, 2)
-    speed_rows += speed(rgb_crops(batch, 64), "rgb 64x64", sev, args.seed, 2)
-    if args.speed_224:
-        speed_rows += speed(rgb_crops(batch, 224), "rgb 224x224", (3,), args.seed, 1)
+    speed_rows = speed_table(batch, sev, args)
     sp = summarise_speed(speed_rows)
     print_tables(rows, motion_rows, sp, clean_acc, batch)
 
