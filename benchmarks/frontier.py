@@ -52,6 +52,11 @@ SETTINGS.update({
     "n-fgsm-k1-noramp": {"method": "n-fgsm", "nfgsm_k": 1.0, "eps_ramp_epochs": 0.0},
     "fgsm-rs-noguard-noramp": {"method": "fgsm-rs", "overfit_guard": False, "eps_ramp_epochs": 0.0},
     "awp-trades": {"method": "awp", "awp_base": "trades"},
+    # short-budget tuning screen (#16): smaller MART beta, smaller AWP gamma, AWP after a pgd-at warm-up
+    "mart-b1": {"method": "mart", "mart_beta": 1.0},
+    "mart-b3": {"method": "mart", "mart_beta": 3.0},
+    "awp-g1e3": {"method": "awp", "awp_base": "pgd-at", "awp_gamma": 1e-3},
+    "awp-w4": {"method": "awp", "awp_base": "pgd-at", "awp_warmup_epochs": 4.0},
 })
 
 
