@@ -16,7 +16,10 @@ Players, in schedule order (one round per training batch):
 D and G are AdvGAN's own (:class:`advgan.attacker.game.AdvGANGame` losses, ResNet generator, conv
 discriminator). The ε ramp (``eps_ramp_epochs``) scales both the generator's and fgsm-rs's budget.
 ``gen_noise > 0`` feeds that many N(0, 1) noise channels to the generator (:class:`NoisyGenerator`,
-the diversity input of Jang et al. 2019 "Learning to generate diverse attacks"); the other techniques follow
+the diversity input of Jang et al. 2019 "Learning to generate diverse attacks"), and ``gen_grad`` feeds it the
+sign (L-inf; L2: the unit direction) of the current classifier's input gradient at x, taken for the classifier's own
+prediction (no labels), as that paper's generator reads the loss gradient: one more forward and backward of C per
+generated batch, so G learns a gradient-informed step instead of an input-only map. The other techniques follow
 Lee et al. 2017 (Generative Adversarial Trainer: online generator, clean + adversarial loss) and Baluja &
 Fischer 2018 (Adversarial Transformation Networks: a feed-forward attacker of one forward pass).
 
@@ -41,6 +44,7 @@ from advgan.engine import Player
 from advgan.engine.game import Batch, LossParts, Nets
 from advgan.gans.nets.encdec import ConvDiscriminator
 from attacks import Classifier
+from attacks.base import frozen_eval, input_gradient
 from attacks.checks import check_labels
 from attacks.threat import ThreatModel
 
@@ -98,6 +102,9 @@ def check_generator(generator: Any, cfg: FinetuneConfig) -> tuple[nn.Module, nn.
                          f"({cfg.norm}, eps={cfg.eps:g}); train the generator at the same eps and norm, or set eps={float(eps):g}.")
     if targeted:
         raise ValueError("the generator is targeted (targeted=True); advgan-at needs an untargeted generator.")
+    if cfg.gen_grad:
+        raise ValueError("gen_grad=True trains a generator that also reads the classifier's input gradient; the one passed "
+                         "in reads images only: drop generator= (a fresh G is built) or set gen_grad=False.")
     if cfg.gen_noise and not (isinstance(G, NoisyGenerator) and G.z_chans == cfg.gen_noise):
         raise ValueError(f"gen_noise={cfg.gen_noise} needs a generator with {cfg.gen_noise} noise input channels; "
                          "the one passed in has none: set gen_noise=0 to warm-start from it.")
@@ -122,8 +129,13 @@ class AdvGANATGame(AdvGANGame):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)
             if G is None:
-                G = NoisyGenerator(_generator(acfg, in_chans, cfg.gen_noise), cfg.gen_noise) if cfg.gen_noise \
-                    else build_generator(acfg, in_chans, n)
+                extra = in_chans if cfg.gen_grad else 0  # the gradient's channels
+                if cfg.gen_noise:
+                    G = NoisyGenerator(_generator(acfg, in_chans, extra + cfg.gen_noise), cfg.gen_noise)
+                elif extra:
+                    G = _generator(acfg, in_chans, extra)
+                else:
+                    G = build_generator(acfg, in_chans, n)
             if D is None:
                 D = ConvDiscriminator(in_chans, width=cfg.gen_width)
         super().__init__(acfg, G, D, clf, num_classes=n, in_chans=in_chans)
@@ -158,10 +170,21 @@ class AdvGANATGame(AdvGANGame):
 
     def adversarial(self, x: torch.Tensor, t: torch.Tensor | None,
                     generator: nn.Module | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """AdvGAN's ``x_adv`` at the step's (ramped) ε."""
+        """AdvGAN's ``x_adv`` at the step's (ramped) ε (``gen_grad``: G reads x and the gradient direction)."""
         G = generator if generator is not None else self.nets["G"]
-        x_adv = (x + generator_delta(G, x, t, self._threat)).clamp(0.0, 1.0)
+        inp = torch.cat([x, self.gradient_direction(x)], dim=1) if self.fcfg.gen_grad else x
+        x_adv = (x + generator_delta(G, inp, t, self._threat)).clamp(0.0, 1.0)
         return x_adv, x_adv - x
+
+    def gradient_direction(self, x: torch.Tensor) -> torch.Tensor:
+        """The steepest-ascent direction of the current classifier's cross-entropy at x for its own prediction
+        (sign for L-inf, unit L2 direction for L2), computed under ``frozen_eval`` (no parameter gradients, BatchNorm
+        statistics untouched) and detached: G gets it as an input, never a path into C."""
+        with frozen_eval(self.clf), torch.enable_grad():
+            xg = x.detach().requires_grad_(True)
+            logits = self.clf(xg).float()
+            grad = input_gradient(F.cross_entropy(logits, logits.argmax(1), reduction="sum"), xg)
+        return self._threat.normalize_step(grad).detach()
 
     def loss(self, player: str, nets: Nets, batch: Batch, step: int) -> tuple[torch.Tensor, LossParts]:
         eps = self.current_eps(step)

@@ -99,14 +99,15 @@ class FinetuneConfig(EngineConfig):
     # advgan-at (defenses.advgan_at): a generator trained online against the classifier
     gen_steps: Annotated[int, POSITIVE] = 1            #: advgan-at: generator steps per classifier step
     gen_noise: Annotated[int, Integer(0)] = 0          #: advgan-at: noise channels fed to the generator (0: none)
-    gen_mix: Annotated[float, Real(0, 1, closed=True)] = 0.0  #: advgan-at: share of each batch from fgsm-rs instead of the generator
+    gen_mix: Annotated[float, Real(0, 1, closed=True)] = 0.5  #: advgan-at: share of each batch from fgsm-rs instead of the generator
     gen_clean: Annotated[float, Real(0, 1, closed=(True, False))] = 0.5  #: advgan-at: weight of the clean CE (1 - it: generated)
-    gen_kl: Annotated[float, NONNEG] = 0.0             #: advgan-at: weight of the TRADES-style KL(f(x) || f(x_adv))
+    gen_kl: Annotated[float, NONNEG] = 1.0             #: advgan-at: weight of the TRADES-style KL(f(x) || f(x_adv))
     gen_alpha: Annotated[float, NONNEG] = 1.0          #: advgan-at: weight of the discriminator's GAN loss (0: no D)
     gen_kappa: Annotated[float, NONNEG] = 10.0         #: advgan-at: C&W confidence margin of the generator's loss
     gen_lr: Annotated[float, LEARNING_RATE] = 3e-3     #: advgan-at: learning rate of G and D
     gen_width: Annotated[int, POSITIVE] = 8            #: advgan-at: first-layer channels of G and D
     gen_fraction: Annotated[float, Real(0, 1, closed=(False, True))] = 1.0  #: advgan-at: share of each batch G and D train on (cost)
+    gen_grad: Annotated[bool, Boolean()] = False      #: advgan-at: G also reads the classifier's input-gradient sign (L2L)
 
     def validate(self) -> None:
         object.__setattr__(self, "eps", check_eps(self.eps, self.norm))

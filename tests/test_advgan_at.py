@@ -113,6 +113,37 @@ def test_generator_of_another_eps_is_refused(clf, mnist, idx):
     assert _same(_state(game_g.nets["G"]), _state(same.G)) and game_g.nets["G"] is not same.G
 
 
+def test_gradient_input_generator(clf, mnist, idx):
+    """gen_grad: G reads (x, sign of C's input gradient); the direction follows the classifier, C's state is untouched
+    by computing it, the game trains, and a warm-start generator (images only) is refused."""
+    game = AdvGANATGame(clf, _cfg(gen_grad=True, gen_noise=0))
+    x = mnist[0].images[:8]
+    ref = _state(clf)
+    g = game.gradient_direction(x)
+    assert g.shape == x.shape and set(g.unique().tolist()) <= {-1.0, 0.0, 1.0} and g.abs().sum() > 0
+    assert _same(ref, _state(clf)) and all(p.grad is None for p in clf.parameters())
+    other = copy.deepcopy(clf)
+    with torch.no_grad():
+        for p in other.parameters():
+            p.add_(0.5 * torch.randn_like(p))
+    assert not torch.equal(AdvGANATGame(other, _cfg(gen_grad=True, gen_noise=0)).gradient_direction(x), g)
+    # the first conv reads 2 channels (image + gradient); with noise, 2 + noise
+    first = next(m for m in game.nets["G"].modules() if isinstance(m, nn.Conv2d))
+    assert first.in_channels == 2
+    noisy = AdvGANATGame(clf, _cfg(gen_grad=True, gen_noise=2)).nets["G"]
+    assert next(m for m in noisy.modules() if isinstance(m, nn.Conv2d)).in_channels == 4
+    x_adv, delta = game.adversarial(x, None)
+    assert x_adv.shape == x.shape and delta.abs().max() <= EPS + 1e-6
+    robust, hist = finetune(clf, _loader(mnist, idx), _cfg(gen_grad=True))
+    assert not _same(ref, _state(robust)) and {"C/loss", "G/loss"} <= set(hist.steps[-1])
+    with pytest.raises(ValueError, match="gen_grad"):
+        finetune(clf, _loader(mnist, idx), _cfg(gen_grad=True, gen_noise=0),
+                 generator=AdvGAN(clf, AdvGANConfig(eps=EPS, progress=False)))
+    with pytest.raises(TypeError, match="gen_grad"):
+        _cfg(gen_grad=1)
+    assert _same(ref, _state(clf))
+
+
 def _warm_game(clf, atk):
     from defenses.finetune import _game
 
