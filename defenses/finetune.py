@@ -99,9 +99,9 @@ class FinetuneConfig(EngineConfig):
     # advgan-at (defenses.advgan_at): a generator trained online against the classifier
     gen_steps: Annotated[int, POSITIVE] = 1            #: advgan-at: generator steps per classifier step
     gen_noise: Annotated[int, Integer(0)] = 0          #: advgan-at: noise channels fed to the generator (0: none)
-    gen_mix: Annotated[float, Real(0, 1, closed=True)] = 0.5  #: advgan-at: share of each batch from fgsm-rs instead of the generator
+    gen_mix: Annotated[float, Real(0, 1, closed=True)] = 0.0  #: advgan-at: share of each batch from fgsm-rs instead of the generator
     gen_clean: Annotated[float, Real(0, 1, closed=(True, False))] = 0.5  #: advgan-at: weight of the clean CE (1 - it: generated)
-    gen_kl: Annotated[float, NONNEG] = 1.0             #: advgan-at: weight of the TRADES-style KL(f(x) || f(x_adv))
+    gen_kl: Annotated[float, NONNEG] = 0.0             #: advgan-at: weight of the TRADES-style KL(f(x) || f(x_adv))
     gen_alpha: Annotated[float, NONNEG] = 1.0          #: advgan-at: weight of the discriminator's GAN loss (0: no D)
     gen_kappa: Annotated[float, NONNEG] = 10.0         #: advgan-at: C&W confidence margin of the generator's loss
     gen_lr: Annotated[float, LEARNING_RATE] = 3e-3     #: advgan-at: learning rate of G and D
