@@ -129,13 +129,10 @@ class AdvGANATGame(AdvGANGame):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)
             if G is None:
-                extra = in_chans if cfg.gen_grad else 0  # the gradient's channels
+                extra = (in_chans if cfg.gen_grad else 0) + cfg.gen_noise  # gradient and noise channels
+                G = _generator(acfg, in_chans, extra) if extra else build_generator(acfg, in_chans, n)
                 if cfg.gen_noise:
-                    G = NoisyGenerator(_generator(acfg, in_chans, extra + cfg.gen_noise), cfg.gen_noise)
-                elif extra:
-                    G = _generator(acfg, in_chans, extra)
-                else:
-                    G = build_generator(acfg, in_chans, n)
+                    G = NoisyGenerator(G, cfg.gen_noise)
             if D is None:
                 D = ConvDiscriminator(in_chans, width=cfg.gen_width)
         super().__init__(acfg, G, D, clf, num_classes=n, in_chans=in_chans)
