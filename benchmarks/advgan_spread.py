@@ -4,6 +4,8 @@ Same target (small_cnn, 5 epochs), training set, best-epoch validation (500 trai
 images as the ``eps`` section of ``benchmarks/advgan.py``, so ``spread_weight=0`` reproduces that section.
 
     python benchmarks/advgan_spread.py 0,0.5,1 0.2,0.3            # weights, budgets (L-inf); 10 epochs
+    python benchmarks/advgan_spread.py 1:1.5,1:2 0.2,0.3          # weight:floor, the hinge relu(floor - H)
+    python benchmarks/advgan_spread.py 0,1:1.5 0.2 10 out.json 1,2 # AdvGAN seeds 1 and 2 (the target stays seed 0)
     python benchmarks/advgan_spread.py 1 0.3 2 /tmp/smoke.json    # a smoke run: 2 epochs
 
 Prints one JSON row per run (ASR, shared energy, adversarial-class entropy and counts, training seconds) and writes
@@ -31,21 +33,23 @@ def main() -> int:
     spec = importlib.util.spec_from_file_location("bm", ROOT / "benchmarks" / "advgan.py")
     bm = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
     spec.loader.exec_module(bm)  # type: ignore[union-attr]
-    weights = [float(w) for w in sys.argv[1].split(",")]
+    weights = [(float(w.split(":")[0]), float(w.split(":")[1]) if ":" in w else None) for w in sys.argv[1].split(",")]
     budgets = [float(e) for e in sys.argv[2].split(",")]
     epochs = int(sys.argv[3]) if len(sys.argv) > 3 else 10
     out = Path(sys.argv[4]) if len(sys.argv) > 4 else Path("/tmp/advgan_spread.json")
+    seeds = [int(v) for v in sys.argv[5].split(",")] if len(sys.argv) > 5 else [0]  # AdvGAN seeds (the target stays seed 0)
     train, test = data.load("mnist5k")
     val = train.subset(500, seed=0)
     x, y = test.images, test.labels
     clf = bm.make_target("small_cnn", train, test, 5, 0)
     rows = []
     for eps in budgets:
-        for w in weights:
-            cfg = AdvGANConfig(eps=eps, spread_weight=w, progress=False, device="cpu", seed=0)
+        for (w, floor), seed in ((wf, s) for s in seeds for wf in weights):
+            cfg = AdvGANConfig(eps=eps, spread_weight=w, spread_floor=floor, progress=False, device="cpu", seed=seed)
             atk, secs, _ = bm.fit(clf, train, cfg, epochs, val)
             d = bm.diagnose(clf, x, y, atk.as_attack()(clf, x, y))
-            rows.append({"eps": eps, "spread_weight": w, "epochs": epochs, **d, "train_seconds": secs})
+            rows.append({"eps": eps, "spread_weight": w, "spread_floor": floor, "seed": seed, "epochs": epochs, **d,
+                         "train_seconds": secs})
             print(json.dumps(rows[-1]), flush=True)
             out.write_text(json.dumps(rows, indent=1))
     return 0

@@ -315,6 +315,35 @@ def test_class_spread_term_is_log_k_for_one_class_and_its_gradient_spreads_the_c
         AdvGANConfig(spread_weight=-0.5)
 
 
+def test_spread_floor_is_a_hinge_on_the_entropy_that_stops_pushing_once_met():
+    from advgan.attacker.game import class_spread
+
+    torch.manual_seed(0)
+    y = torch.arange(16) % 10
+    collapsed = torch.zeros(16, 10)
+    collapsed[:, 2] = 8.0
+    collapsed[y == 2, 5] = 8.0
+    full = class_spread(collapsed, y)
+    h = math.log(10) - full.item()                               # the batch's entropy, from the plain term
+    assert class_spread(collapsed, y, floor=h + 0.5).item() == pytest.approx(0.5, abs=1e-5)
+    below = collapsed.clone().requires_grad_(True)
+    class_spread(below, y, floor=h + 0.5).backward()
+    assert below.grad is not None and below.grad.abs().sum() > 0  # under the floor: the same push as the plain term
+    spread = torch.randn(16, 10) * 0.01                           # nearly uniform: entropy near log 9
+    above = spread.clone().requires_grad_(True)
+    term = class_spread(above, y, floor=1.0)
+    term.backward()
+    assert term.item() == 0.0 and above.grad is not None and above.grad.abs().sum() == 0  # met: no push at all
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="spread_floor"):
+            AdvGANConfig(spread_floor=bad)
+    with pytest.raises(TypeError, match="spread_floor"):
+        AdvGANConfig(spread_floor="high")  # type: ignore[arg-type]
+    assert (AdvGANConfig().spread_weight, AdvGANConfig().spread_floor) == (1.0, 1.5)      # the default: on, with the floor
+    assert AdvGANConfig(spread_weight=0.0).spread_floor is None                           # no term, no floor
+    assert (AdvGANConfig(targeted=True).spread_weight, AdvGANConfig(targeted=True).spread_floor) == (0.0, None)
+
+
 def test_spread_weight_adds_the_logged_class_spread_term_to_the_generator_loss(trained_tiny_clf, mnist):
     sub = mnist[0].subset(96, seed=5)
     runs = {}

@@ -123,8 +123,8 @@ def test_v01_classifier_checkpoint_resumes_bit_identical(ds, tmp_path):
 def test_v01_advgan_checkpoint_resumes_bit_identical(ds, tmp_path):
     from advgan import AdvGAN, AdvGANConfig
 
-    # the 0.1 defaults (round 2 changed beta, g_steps, div_weight, ema_decay)
-    cfg = AdvGANConfig(eps=0.3, width=4, beta=1.0, g_steps=1, div_weight=0.0, ema_decay=None, **COMMON)
+    # the 0.1 defaults (round 2 changed beta, g_steps, div_weight, spread_weight, ema_decay)
+    cfg = AdvGANConfig(eps=0.3, width=4, beta=1.0, g_steps=1, div_weight=0.0, spread_weight=0.0, ema_decay=None, **COMMON)
     d, now = _resume(tmp_path, "advgan"), tmp_path / "now"
     with pytest.warns(UserWarning, match="is it trained"):
         AdvGAN(_clf(), cfg).fit(ds, epochs=1, out_dir=now)

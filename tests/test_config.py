@@ -153,7 +153,7 @@ def test_cli_flags_and_defaults_are_those_of_0_1():
     added = {"demo": {"--corruptions", "--corruption-severity"},
              "evaluate": {"--corruptions", "--severities", "--corruption-baseline"},
              # AdvGAN round 2: the training levers and the generator's size
-             "train-attacker": {"--g-steps", "--div-weight", "--spread-weight", "--shift", "--ema", "--no-best-epoch", "--width",
+             "train-attacker": {"--g-steps", "--div-weight", "--spread-weight", "--spread-floor", "--shift", "--ema", "--no-best-epoch", "--width",
                                 "--image-size"},
              # the defenses issue: MART, AWP, N-FGSM and advgan-at settings
              "finetune": {"--mart-beta", "--nfgsm-k", "--awp-gamma", "--awp-base", "--awp-warmup-epochs", "--gen-steps",
@@ -182,10 +182,18 @@ def test_generated_flags_carry_help_and_check_values(capsys):
         missing = [a.option_strings[0] for a in sub.choices[name]._actions if a.option_strings and not a.help]
         unexplained = [m for m in missing if m not in ("-h", "--data-root", "--dataset", "--method", "--norm", "--mode", "--task")]
         assert not unexplained, (name, missing)
+    for name, sp in sub.choices.items():  # every help renders (argparse %-formats it: a "%" in a docstring broke it once)
+        assert "--" in sp.format_help(), name
     p = sub.choices["gan"]
     with pytest.raises(SystemExit):
         p.parse_args(["--out", "x", "--beta1", "1.5"])
     assert "argument --beta1: expected a number in [0, 1), got 1.5" in capsys.readouterr().err
+    ta = sub.choices["train-attacker"]
+    assert ta.parse_args(["--classifier", "c", "--out", "o", "--spread-floor", "None"]).spread_floor is None
+    assert ta.parse_args(["--classifier", "c", "--out", "o"]).spread_floor == 1.5
+    with pytest.raises(SystemExit):
+        ta.parse_args(["--classifier", "c", "--out", "o", "--spread-floor", "0"])
+    assert "argument --spread-floor: expected a number of nats > 0 (or None), got 0" in capsys.readouterr().err
     args = p.parse_args(["--out", "x", "--gp", "10", "--ema", "0.9", "--no-progress"])
     from advgan.cli.gan_common import train_kwargs
 

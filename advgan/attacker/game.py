@@ -114,7 +114,7 @@ class AdvGANGame(MinMaxGame):
         hit = is_adversarial(logits.detach(), y, t)
         parts: LossParts = {}
         if cfg.spread_weight and t is None:  # spread the fooled inputs: the others still need l_adv's push
-            l_spread = class_spread(logits, y, hit)
+            l_spread = class_spread(logits, y, hit, floor=cfg.spread_floor)
             loss = loss + cfg.spread_weight * l_spread
             parts["spread"] = l_spread.detach()
         if t is not None and cfg.target_curriculum:
@@ -124,8 +124,12 @@ class AdvGANGame(MinMaxGame):
                       "l2": norms.detach().mean(), "asr": success, **parts}
 
 
-def class_spread(logits: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+def class_spread(logits: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None = None,
+                 floor: float | None = None) -> torch.Tensor:
     """The class-spread term: ``log K - H(mean_i softmax_{k != y_i}(logits_i))`` over the batch (>= 0).
+
+    With ``floor`` (nats) it is the hinge ``relu(floor - H)``: no push once the fooled inputs already spread over
+    classes with an entropy of ``floor``, so the generator spends nothing on spread it does not need.
 
     The mean is the adversarial class distribution of the inputs in ``mask`` (default: all; each input's true class
     left out): the term is ``log K`` when they all go to one class and near 0 when they spread over all classes
@@ -136,6 +140,8 @@ def class_spread(logits: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | Non
     w = torch.ones_like(y, dtype=torch.float32) if mask is None else mask.float()
     p = (w[:, None] * z.softmax(1)).sum(0) / w.sum().clamp(min=1.0)
     h = -(p * p.clamp_min(1e-12).log()).sum()
+    if floor is not None:
+        return torch.relu(floor - h)
     return math.log(logits.shape[1]) - h
 
 

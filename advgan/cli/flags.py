@@ -24,6 +24,8 @@ _MISSING = object()
 def arg_type(check: Check) -> Callable[[str], Any]:
     """An argparse ``type=``: parse the text, then apply ``check``; errors read "expected <what>, got <text>"."""
     def parse(text: str) -> Any:
+        if check.optional and text.strip().lower() == "none":
+            return None  # an optional field's "None" (e.g. --spread-floor none)
         try:
             value = check.parse(text)
         except ValueError:
@@ -66,7 +68,7 @@ def add_config_flags(p: argparse.ArgumentParser | argparse._ArgumentGroup, cls: 
         if name not in known:
             raise ValueError(f"{cls.__name__} has no field {name!r}.")
         check, default = checks.get(name), _default(cls, name, defaults)
-        text = helps.get(name, docs.get(name, ""))
+        text = helps.get(name, docs.get(name, "")).replace("%", "%%")  # argparse formats help with %
         names_ = flags.get(name, (name,))
         if isinstance(check, Boolean) or isinstance(default, bool):
             if default is True:

@@ -144,7 +144,7 @@ class Checkpointer:
 #: behaviour: a checkpoint without the field resumes when the run's value is that one
 ADDED_FIELDS: dict[str, Any] = {"augmix_width": 3, "augmix_depth": -1, "augmix_severity": 3, "augmix_alpha": 1.0,
                                 "jsd_lambda": 12.0, "augmix_corruptions": "",
-                                "g_steps": 1, "div_weight": 0.0, "spread_weight": 0.0, "shift": 0, "image_size": None,
+                                "g_steps": 1, "div_weight": 0.0, "spread_weight": 0.0, "spread_floor": None, "shift": 0, "image_size": None,
                                 "target_curriculum": 0.0,
                                 # fine-tuning methods added since 0.1 (their settings do not touch the older methods)
                                 "mart_beta": 6.0, "nfgsm_k": 2.0, "awp_gamma": 5e-3, "awp_base": "pgd-at",
