@@ -153,7 +153,8 @@ def test_cli_flags_and_defaults_are_those_of_0_1():
     added = {"demo": {"--corruptions", "--corruption-severity"},
              "evaluate": {"--corruptions", "--severities", "--corruption-baseline"},
              # AdvGAN round 2: the training levers and the generator's size
-             "train-attacker": {"--g-steps", "--div-weight", "--spread-weight", "--spread-floor", "--shift", "--ema", "--no-best-epoch", "--width",
+             "train-attacker": {"--g-steps", "--div-weight", "--spread-weight",
+                                "--spread-floor", "--shift", "--ema", "--no-best-epoch", "--width",
                                 "--image-size"},
              # the defenses issue: MART, AWP, N-FGSM and advgan-at settings
              "finetune": {"--mart-beta", "--nfgsm-k", "--awp-gamma", "--awp-base", "--awp-warmup-epochs", "--gen-steps",
