@@ -37,7 +37,7 @@ import torch  # noqa: E402
 
 from advgan import data  # noqa: E402
 from advgan.attacker import AdvGAN, AdvGANConfig, BlackBox, BlackBoxAdvGAN  # noqa: E402  # noqa: E402
-from advgan.attacker.model import generator_shape  # noqa: E402
+from advgan.attacker.config import generator_shape  # noqa: E402
 from advgan.training import train_classifier  # noqa: E402
 from attacks import APGD, PGD, Classifier  # noqa: E402
 from attacks.diagnostics import adversarial_class_entropy, shared_energy  # noqa: E402

@@ -37,9 +37,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from advgan.attacker import AdvGANConfig
+from advgan.attacker.config import build_generator
 from advgan.attacker.game import AdvGANGame
 from advgan.attacker.generator_attack import generator_delta
-from advgan.attacker.model import build_generator
 from advgan.engine import Player
 from advgan.engine.game import Batch, LossParts, Nets
 from advgan.gans.nets.encdec import ConvDiscriminator

@@ -40,9 +40,10 @@ from ..engine.game import Batch, LossParts, Nets
 from ..engine.history import History
 from ..engine.rundir import RunLock, check_out_dir
 from .callbacks import QueryCount
+from .config import AdvGANConfig
 from .game import AdvGANGame
 from .generator_attack import GeneratorAttack
-from .model import AdvGAN, AdvGANConfig
+from .model import AdvGAN
 
 MODES = ("static", "dynamic")
 

@@ -17,7 +17,7 @@ from ..gans import losses
 from .generator_attack import generator_delta
 
 if TYPE_CHECKING:
-    from .model import AdvGANConfig
+    from .config import AdvGANConfig
 
 KIND = "advgan"
 
