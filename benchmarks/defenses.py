@@ -76,8 +76,6 @@ def main() -> int:
 
         return run_frontier(args, ROOT)
     q = args.quick
-    if args.tag and not args.tag.replace("-", "").replace("_", "").isalnum():
-        ap.error(f"--tag must be letters, digits, - or _, got {args.tag!r}")
     run_name = "_".join(x for x in ("quick" if q else "", args.tag) if x)
     work = Path(args.work) / (run_name or "full")
     eps, seed = 0.3, 0

@@ -55,7 +55,7 @@ def main() -> int:
     bad = [m for m in names if m not in METHODS]
     if bad or not names:
         ap.error(f"unknown method(s) {bad}; valid: {', '.join(METHODS)}")
-    if not args.tag.replace("-", "").replace("_", "").isalnum() and args.tag:
+    if args.tag and not args.tag.replace("-", "").replace("_", "").isalnum():
         ap.error(f"--tag must be letters, digits, - or _, got {args.tag!r}")
     torch.set_num_threads(1)
     seed = 0
