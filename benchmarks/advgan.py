@@ -56,7 +56,10 @@ LADDER = [  # cumulative: each step adds one lever to the one before (the last t
 ]
 
 
-def save(out: Path = OUT) -> None:
+def save(out: Path | None = None) -> None:
+    """Write RESULTS to ``out`` (default: OUT as it is now, i.e. after ``--out``; a default bound at definition
+    time would write every ``--out`` run over benchmarks/results/advgan.json)."""
+    out = OUT if out is None else out
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(RESULTS, indent=2))
 
