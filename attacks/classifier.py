@@ -22,6 +22,7 @@ from .checks import check_images, looks_like_probabilities
 from .classifier_config import FORMAT_VERSION, KIND, read_classifier_config
 from .models import builtin_factory, create_module, is_builtin
 from .outputs import Output, check_output_selector, select_output
+from .seeding import check_seed
 
 _LUMA = (0.299, 0.587, 0.114)
 def _as_tuple(v: float | Sequence[float], n: int, name: str) -> tuple[float, ...]:
@@ -119,9 +120,20 @@ class Classifier(nn.Module):
         std: Sequence[float] | None = None,
         input_size: int | Sequence[int] | str | None = "auto",
         pretrained: bool = False,
+        seed: int | None = None,
         **kwargs: Any,
     ) -> Classifier:
-        """Build a built-in architecture or a timm model by name (see ``attacks.models``)."""
+        """Build a built-in architecture or a timm model by name (see ``attacks.models``).
+
+        ``seed``: initialise the weights from this seed, on a forked RNG (the global RNG is left as it was), so
+        the same call gives the same model in every process; None draws from the global RNG (whose start is
+        random in recent torch unless ``torch.manual_seed`` was called)."""
+        if seed is not None:
+            seed = check_seed(seed)
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                return cls.create(name, num_classes, in_chans, data_chans=data_chans, mean=mean, std=std,
+                                  input_size=input_size, pretrained=pretrained, **kwargs)
         if not is_builtin(name):
             return cls.from_timm(name, num_classes, in_chans, data_chans=data_chans, mean=mean, std=std,
                                  input_size=input_size, pretrained=pretrained, **kwargs)

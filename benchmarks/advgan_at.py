@@ -91,7 +91,7 @@ def main() -> int:
     res_path = ROOT / "benchmarks" / "results" / (f"advgan_at_{run_name}.json" if run_name else "advgan_at.json")
     t_start = time.time()
 
-    clf, thist = train_classifier(Classifier.create("small_cnn", 10, in_chans=1), train, test,
+    clf, thist = train_classifier(Classifier.create("small_cnn", 10, in_chans=1, seed=seed), train, test,
                                   ClassifierConfig(progress=False, seed=seed), epochs=1 if q else 4, out_dir=work / "target")
     print(f"target small_cnn: test accuracy {thist.epochs[-1]['test_accuracy']:.4f}", flush=True)
 

@@ -33,7 +33,7 @@ def get_classifier(args, train, test, device) -> tuple[Classifier, dict]:
     from advgan.training import train_classifier
 
     t = time.perf_counter()
-    clf = Classifier.create(args.model, 10, in_chans=1)
+    clf = Classifier.create(args.model, 10, in_chans=1, seed=args.seed)
     clf, hist = train_classifier(clf, train, test, epochs=args.epochs, seed=args.seed, device=str(device),
                                  progress=not args.no_progress)
     return clf, {"source": "trained here", "model": args.model, "epochs": args.epochs,

@@ -65,7 +65,7 @@ def get_classifier(work: Path, epochs: int, seed: int) -> tuple[Classifier, dict
         return Classifier.load(d), {"source": str(d), "cached": True}
     train, test = data.load("mnist5k")
     t = time.perf_counter()
-    clf = Classifier.create("small_cnn", 10, in_chans=1)
+    clf = Classifier.create("small_cnn", 10, in_chans=1, seed=seed)
     clf, hist = train_classifier(clf, train, test, epochs=epochs, seed=seed, out_dir=d, progress=False)
     return clf, {"source": str(d), "cached": False, "epochs": epochs, "train_seconds": round(time.perf_counter() - t, 1),
                  "history": hist.epochs[-1]}

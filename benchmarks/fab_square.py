@@ -39,7 +39,7 @@ def get_classifier(args: argparse.Namespace, train: Any, test: Any, device: torc
     from advgan.training import train_classifier
 
     t = time.perf_counter()
-    clf = Classifier.create(args.model, 10, in_chans=1)
+    clf = Classifier.create(args.model, 10, in_chans=1, seed=args.seed)
     clf, hist = train_classifier(clf, train, test, epochs=args.epochs, seed=args.seed, device=str(device), progress=False)
     return clf, {"source": "trained here (undefended)", "model": args.model, "epochs": args.epochs,
                  "train_seconds": round(time.perf_counter() - t, 1)}
