@@ -308,7 +308,8 @@ def main() -> int:
 
     if "pgd_targeted" not in a.skip:  # the white-box references of the per-target hit rates (first 300 images)
         xs, ys = x[:300], y[:300]
-        refs = (("pgd40_targeted", "PGD-40", pgd(0.3)), ("apgd100_targeted", "APGD-CE-100", APGD(eps=0.3, steps=100)))
+        refs = (("pgd40_targeted", "PGD-40", pgd(0.3)), ("apgd100_targeted", "APGD-CE-100", APGD(eps=0.3, steps=100)),
+                ("apgd100x5_targeted", "APGD-CE-100 x5 restarts", APGD(eps=0.3, steps=100, restarts=5)))
         for key, name, ref in refs:
             per = {}
             for t in range(10):
@@ -371,6 +372,9 @@ def report() -> None:
         log(f"| targeted hit rate eps=0.3: mean / min (APGD-CE-100: {cells[2]}) | {cells[0]} | {cells[1]} |")
         cells = [" ".join(f"{k}:{100 * v:.0f}" for k, v in d["per_target"].items()) if d else "-" for d in tgs]
         log(f"| per target (APGD-CE-100: {cells[2]}) | {cells[0]} | {cells[1]} |")
+    if RESULTS.get("apgd100x5_targeted"):
+        d = RESULTS["apgd100x5_targeted"]
+        log(f"| targeted APGD-CE-100 x5 restarts (first 300): mean / min | {d['mean']:.1%} / {d['min']:.1%} | |")
     for k, v in RESULTS.get("blackbox", {}).items():
         log(f"| black-box {k} ASR (queries) | {100 * v['asr']:.1f} % ({v['queries']['total']}) | |")
     sp = RESULTS.get("speed", {})
