@@ -4,7 +4,9 @@ In the order ``finetune`` uses them after every epoch:
 
 - :class:`TrainTime`: ``train_seconds`` (the epoch's training, validation excluded);
 - :class:`OverfitGuard`: PGD robust accuracy on a held-out batch; when it falls by more than
-  ``overfit_drop`` below the last accepted epoch, the weights and optimizer state go back to that epoch;
+  ``overfit_drop`` below the best accepted epoch's, the weights and optimizer state go back to that epoch
+  (the peak, not the last epoch: on MNIST at eps 0.3 fgsm-rs collapses over ~10 epochs, a few points each,
+  which a comparison with the last epoch never catches);
 - :class:`Validation`: clean accuracy, PGD robust accuracy and robust accuracy under each source on the
   validation loader (``attacks.measure``), and ``val_select``, their mean robust accuracy;
 - :class:`BestEpoch`: keeps the epoch with the best ``(val_select, val_clean_acc)`` and saves it to ``best/``.
@@ -59,7 +61,8 @@ class OverfitGuard(Callback):
 
     def __init__(self, clf: Classifier, batch: tuple[torch.Tensor, torch.Tensor], config: FinetuneConfig) -> None:
         self.clf, self.batch, self.cfg = clf, batch, config
-        self.ref: float | None = None           # the guard accuracy of the last accepted epoch
+        self.ref: float | None = None           # the best guard accuracy of an accepted epoch (the snapshot's)
+        self.ref_epoch: int | None = None       # that epoch (1-based; None: unknown, e.g. a 0.1 checkpoint)
         self.snapshot: tuple[dict[str, torch.Tensor], dict[str, Any]] | None = None
         self._restored = False
 
@@ -82,23 +85,25 @@ class OverfitGuard(Callback):
             weights, opt_state = self.snapshot
             self.clf.load_state_dict(weights)
             trainer.state.optimizers["C"].load_state_dict(copy.deepcopy(opt_state))
+            back = f"epoch {self.ref_epoch}'s" if self.ref_epoch else "the best accepted epoch's"
             warnings.warn(
                 f"catastrophic overfitting in epoch {trainer.state.epoch}: PGD robust accuracy on the held-out batch fell from "
-                f"{self.ref:.1%} to {acc:.1%}; rolled back to the previous epoch's weights. Consider a lower lr, "
+                f"{self.ref:.1%} (its best so far) to {acc:.1%}; rolled back to {back} weights. Consider a lower lr, "
                 "eps_ramp_epochs, or method='pgd-at'.", RuntimeWarning, stacklevel=2)
             return {"guard_robust_acc": acc, "rolled_back": True}
-        self.ref = acc
-        self._take(trainer)
+        if self.ref is None or acc >= self.ref:  # a new best: it becomes the reference and the snapshot
+            self.ref, self.ref_epoch = acc, trainer.state.epoch
+            self._take(trainer)
         return {"guard_robust_acc": acc, "rolled_back": False}
 
     def state_dict(self) -> dict[str, Any]:
-        state: dict[str, Any] = {"ref": self.ref}
+        state: dict[str, Any] = {"ref": self.ref, "ref_epoch": self.ref_epoch}
         if self.snapshot is not None:
             state["weights"], state["optimizer"] = self.snapshot
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.ref = state.get("ref")
+        self.ref, self.ref_epoch = state.get("ref"), state.get("ref_epoch")
         if "weights" in state:
             opt = dict(state["optimizer"])
             opt["state"] = {int(k): v for k, v in opt.get("state", {}).items()}
