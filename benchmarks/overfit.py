@@ -9,6 +9,7 @@ The model each run returns (its best epoch) is then measured with PGD-40 on 500 
     python benchmarks/overfit.py --epochs 10                      # eps 0.3, the three methods
     python benchmarks/overfit.py --epochs 10 --eps 0.35 --tag e35 # a larger budget
     python benchmarks/overfit.py --methods n-fgsm --epochs 2      # a smoke run
+    python benchmarks/overfit.py --methods n-fgsm-k1,n-fgsm-k0.5 --tag nk  # N-FGSM with less noise (k = 1, 0.5)
 
 Prints a table and writes ``benchmarks/results/overfit[_TAG].json`` and ``.png`` (PGD-10 accuracy per epoch).
 """
@@ -37,6 +38,8 @@ METHODS = {
     "fgsm-rs-noguard": {"method": "fgsm-rs", "overfit_guard": False},
     "fgsm-rs": {"method": "fgsm-rs", "overfit_guard": True},
     "n-fgsm": {"method": "n-fgsm"},
+    "n-fgsm-k1": {"method": "n-fgsm", "nfgsm_k": 1.0},
+    "n-fgsm-k0.5": {"method": "n-fgsm", "nfgsm_k": 0.5},
     "pgd-at": {"method": "pgd-at"},
 }
 
@@ -66,7 +69,7 @@ def main() -> int:
     x_eval = torch.stack([test[i][0] for i in perm[:500]])
     y_eval = torch.tensor([int(test[i][1]) for i in perm[:500]])
     train_loader = data.loader(train, 128, shuffle=True, seed=seed)
-    clf, thist = train_classifier(Classifier.create("small_cnn", 10, in_chans=1), train, test,
+    clf, thist = train_classifier(Classifier.create("small_cnn", 10, in_chans=1, seed=seed), train, test,
                                   ClassifierConfig(progress=False, seed=seed), epochs=4, out_dir=work / "target")
     print(f"target small_cnn: test accuracy {thist.epochs[-1]['test_accuracy']:.4f}", flush=True)
     rows = []
