@@ -11,7 +11,7 @@ After every epoch: clean and robust accuracy on ``val_loader`` under a seeded PG
 PGD and the sources, ties to the higher clean accuracy; saved as a
 Classifier to ``out_dir/best`` and returned), and — for ``fgsm-rs`` by default — the catastrophic-
 overfitting guard: PGD robust accuracy on a held-out batch; when it drops by more than
-``overfit_drop`` below the last accepted epoch, the weights and optimizer state are rolled back to
+``overfit_drop`` below the best accepted epoch's, the weights and optimizer state are rolled back to
 that epoch and a warning is issued (training then continues; the best epoch is what is returned).
 """
 from __future__ import annotations
@@ -85,7 +85,7 @@ class FinetuneConfig(EngineConfig):
     lr_schedule: str = "cosine"
     batch_size: int = 128
     overfit_guard: Annotated[bool | None, Boolean(optional=True, what="True or False (None: on for fgsm-rs only)")] = None  #: the guard
-    overfit_drop: Annotated[float, Real(0, 1, closed=(False, True))] = 0.2  #: rollback when guard robust accuracy falls by more than this
+    overfit_drop: Annotated[float, Real(0, 1, closed=(False, True))] = 0.2  #: rollback when guard robust acc. falls this far below its best
     guard_batch_size: Annotated[int, POSITIVE] = 256   #: held-out items of the guard
     guard_pgd_steps: Annotated[int, POSITIVE] = 10     #: PGD steps of the guard
     val_pgd_steps: Annotated[int, POSITIVE] = 10       #: PGD steps of the per-epoch robust validation
