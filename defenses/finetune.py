@@ -69,7 +69,7 @@ class FinetuneConfig(EngineConfig):
     source_weights: Annotated[tuple[float, ...] | None, NumberTuple(optional=True)] = None  #: augment: one weight per source
     pgd_steps: Annotated[int, POSITIVE] = 10           #: training PGD steps (pgd-at, trades, pgd source; Madry MNIST: 40)
     pgd_step_size: Annotated[float | None, Real(0, optional=True)] = None  #: default 2.5 * eps / pgd_steps
-    eps_ramp_epochs: Annotated[float, NONNEG] = 0.0    #: ramp eps up linearly over this many epochs
+    eps_ramp_epochs: Annotated[float, NONNEG] = 0.0    #: ramp eps up linearly over this many epochs (fgsm-rs: 1 stops its overfitting)
     trades_beta: Annotated[float, NONNEG] = 6.0        #: TRADES: weight of the KL term (also awp on trades)
     mart_beta: Annotated[float, NONNEG] = 6.0          #: MART: weight of the misclassification-aware KL term
     nfgsm_k: Annotated[float, NONNEG] = 2.0            #: N-FGSM: noise magnitude k (uniform in [-k*eps, k*eps]); step = eps
