@@ -38,9 +38,9 @@ def run(args: argparse.Namespace) -> int:
         from .guard import offline_pretrained
 
         with offline_pretrained(args.model):  # offline: the local cache or one clear line, not a minute of retries
-            clf = Classifier.create(args.model, num_classes, in_chans=chans, pretrained=True, seed=cfg.seed)
+            clf = Classifier.create(args.model, num_classes, in_chans=chans, pretrained=True)
     else:
-        clf = Classifier.create(args.model, num_classes, in_chans=chans, seed=cfg.seed)
+        clf = Classifier.create(args.model, num_classes, in_chans=chans)
     clf, hist = train_classifier(clf, train, test, cfg, epochs=args.epochs, out_dir=args.out)
     if not D.current().is_main:
         return 0

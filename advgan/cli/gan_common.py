@@ -41,7 +41,7 @@ def eval_classifier(args: argparse.Namespace, train, test, epochs: int = 3):
     from advgan.training import ClassifierConfig, train_classifier
 
     chans = int(train[0][0].shape[0])
-    clf = Classifier.create("small_cnn", int(getattr(train, "num_classes", 10)), in_chans=chans, seed=args.seed)
+    clf = Classifier.create("small_cnn", int(getattr(train, "num_classes", 10)), in_chans=chans)
     cfg = ClassifierConfig(seed=args.seed, device=args.device, progress=not args.no_progress, batch_size=128)
     clf, _ = train_classifier(clf, train, test, cfg, epochs=epochs, out_dir=Path(args.out) / "eval_classifier")
     return clf.to("cpu")
