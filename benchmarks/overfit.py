@@ -10,6 +10,10 @@ The model each run returns (its best epoch) is then measured with PGD-40 on 500 
     python benchmarks/overfit.py --epochs 10 --eps 0.35 --tag e35 # a larger budget
     python benchmarks/overfit.py --methods n-fgsm --epochs 2      # a smoke run
     python benchmarks/overfit.py --methods n-fgsm-k1,n-fgsm-k0.5 --tag nk  # N-FGSM with less noise (k = 1, 0.5)
+    python benchmarks/overfit.py --methods advgan-at-fast --epochs 30 --ramp 1 --probe --tag at30  # advgan-at, long
+
+``--probe`` also times one epoch of every method against a clean epoch (``frontier.cost_probe``: CPU seconds of the
+same 6 batches, round-robin, median of 3) and records the ratio as ``cost_vs_clean_epoch``.
 
 Prints a table and writes ``benchmarks/results/overfit[_TAG].json`` and ``.png`` (PGD-10 accuracy per epoch).
 """
@@ -35,12 +39,19 @@ from defenses import FinetuneConfig, finetune  # noqa: E402
 
 #: name -> FinetuneConfig overrides
 METHODS = {
+    "clean": {"method": "clean"},  # the cost unit of --probe
     "fgsm-rs-noguard": {"method": "fgsm-rs", "overfit_guard": False},
     "fgsm-rs": {"method": "fgsm-rs", "overfit_guard": True},
     "n-fgsm": {"method": "n-fgsm"},
     "n-fgsm-k1": {"method": "n-fgsm", "nfgsm_k": 1.0},
     "n-fgsm-k0.5": {"method": "n-fgsm", "nfgsm_k": 0.5},
     "pgd-at": {"method": "pgd-at"},
+    # advgan-at for as long as the one-step methods (#16): half fgsm-rs, half generator, no D, G on a quarter batch
+    "advgan-at-fast": {"method": "advgan-at", "gen_mix": 0.5, "gen_clean": 0.0, "gen_alpha": 0.0, "gen_fraction": 0.25},
+    "advgan-at-fast-grad": {"method": "advgan-at", "gen_mix": 0.5, "gen_clean": 0.0, "gen_alpha": 0.0, "gen_fraction": 0.25,
+                            "gen_grad": True},
+    "advgan-at-fast-m75": {"method": "advgan-at", "gen_mix": 0.75, "gen_clean": 0.0, "gen_alpha": 0.0, "gen_fraction": 0.25},
+    "advgan-at-kl": {"method": "advgan-at", "gen_mix": 0.5, "gen_kl": 1.0, "gen_alpha": 0.0, "gen_fraction": 0.25},
 }
 
 
@@ -51,6 +62,7 @@ def main() -> int:
     ap.add_argument("--ramp", type=float, default=0.0, help="eps ramp epochs (default 0: none)")
     ap.add_argument("--lr", type=float, default=None, help="fine-tuning learning rate (default: FinetuneConfig's)")
     ap.add_argument("--methods", default="fgsm-rs-noguard,fgsm-rs,n-fgsm", help=f"comma-separated, of {', '.join(METHODS)}")
+    ap.add_argument("--probe", action="store_true", help="time each method's epoch against a clean epoch first")
     ap.add_argument("--tag", default="")
     ap.add_argument("--work", default=str(ROOT / "runs" / "bench_overfit"))
     args = ap.parse_args()
@@ -72,6 +84,14 @@ def main() -> int:
     clf, thist = train_classifier(Classifier.create("small_cnn", 10, in_chans=1, seed=seed), train, test,
                                   ClassifierConfig(progress=False, seed=seed), epochs=4, out_dir=work / "target")
     print(f"target small_cnn: test accuracy {thist.epochs[-1]['test_accuracy']:.4f}", flush=True)
+    cost: dict[str, float] = {}
+    if args.probe:
+        from frontier import cost_probe
+
+        cfgs = {m: FinetuneConfig(eps=args.eps, epochs=1, progress=False, seed=seed, device="cpu", **METHODS[m])
+                for m in ["clean", *names]}
+        times = cost_probe(clf, train_loader, cfgs)
+        cost = {m: times[m] / times["clean"] for m in names}
     rows = []
     for name in names:
         extra = {"lr": args.lr} if args.lr is not None else {}
@@ -92,7 +112,8 @@ def main() -> int:
                "last_pgd10": pgd_curve[-1] if pgd_curve else None,
                "collapsed": bool(pgd_curve and peak - min(pgd_curve[pgd_curve.index(peak):]) > 0.2),
                "rollbacks": sum(c["rolled_back"] for c in curve),
-               "returned_clean": m.clean_accuracy, "returned_pgd40": m.robust_accuracy, "seconds": secs}
+               "returned_clean": m.clean_accuracy, "returned_pgd40": m.robust_accuracy, "seconds": secs,
+               "cost_vs_clean_epoch": cost.get(name)}
         rows.append(row)
         print(json.dumps({k: v for k, v in row.items() if k != "curve"}), flush=True)
         print("  per epoch, PGD-10 / training-example accuracy: " + " ".join(

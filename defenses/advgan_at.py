@@ -207,12 +207,14 @@ class AdvGANATGame(AdvGANGame):
     def classifier_loss(self, net: nn.Module, G: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, LossParts]:
         """C's loss on clean + generated (+ fgsm-rs) examples; G is used without gradients."""
         c = self.fcfg
-        with torch.no_grad():
-            x_adv, _ = self.adversarial(x, None, G)
-        k = int(round(c.gen_mix * x.shape[0]))
+        k = int(round(c.gen_mix * x.shape[0]))  # the first k from fgsm-rs, the rest from G (G runs on those only)
+        parts_adv = []
         if k:
-            x_fast = pgd_train_examples(self.clf, x[:k], y[:k], self._threat, steps=1, step_size=1.25 * self._threat.eps)
-            x_adv = torch.cat([x_fast, x_adv[k:]])
+            parts_adv.append(pgd_train_examples(self.clf, x[:k], y[:k], self._threat, steps=1, step_size=1.25 * self._threat.eps))
+        if k < x.shape[0]:
+            with torch.no_grad():
+                parts_adv.append(self.adversarial(x[k:], None, G)[0])
+        x_adv = torch.cat(parts_adv) if len(parts_adv) > 1 else parts_adv[0]
         need_clean = c.gen_clean > 0 or c.gen_kl > 0
         logits = net(torch.cat([x, x_adv])) if need_clean else net(x_adv)
         logits_adv = logits[x.shape[0]:] if need_clean else logits

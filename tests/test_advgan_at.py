@@ -213,3 +213,16 @@ def test_ddp_two_ranks_stay_in_sync(tmp_path):
     a, b = (load_file(str(tmp_path / f"c{r}.safetensors")) for r in (0, 1))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert [(tmp_path / f"n{r}").read_text() for r in (0, 1)] == ["2", "2"]  # 128 / 32 / 2 ranks
+
+
+@pytest.mark.parametrize("mix, expect", [(0.0, 64), (0.25, 48), (1.0, 0)])
+def test_generator_runs_only_on_its_share_of_the_batch(clf, mnist, idx, mix, expect):
+    """C's batch: the first gen_mix share from fgsm-rs, the rest from G, which sees only those rows (cost)."""
+    game = AdvGANATGame(clf, _cfg(gen_mix=mix, gen_noise=0))
+    seen: list[int] = []
+    hook = game.nets["G"].register_forward_hook(lambda m, i, o: seen.append(int(i[0].shape[0])))
+    x, y = next(iter(_loader(mnist, idx)))
+    loss, parts = game.classifier_loss(game.nets["C"], game.nets["G"], x, y)
+    hook.remove()
+    assert seen == ([expect] if expect else []) and torch.isfinite(loss)
+    assert 0.0 <= float(parts["adv_acc"]) <= 1.0
