@@ -8,7 +8,7 @@ Measures, against a trained target (``small_cnn`` trained here, or ``--classifie
 untargeted L-inf ASR at eps 0.2 and 0.3 over correctly classified test inputs, with the perturbations'
 shared energy (``||mean delta||^2 / mean ||delta||^2``) and the entropy of the fooled inputs' adversarial
 classes, for AdvGAN and for PGD-40 on the same images; targeted hit rate per target class at 0.3 (with PGD-40 and
-APGD-CE-100 targeted on the first 300 images as the white-box references);
+APGD-CE-100 targeted on 300 stratified test images as the white-box references);
 images/s of the trained attacker (plain, channels-last, compiled) vs our PGD-40 vs foolbox LinfPGD-40 on
 the same images with the same threads; black-box static and dynamic distillation ASR with query counts;
 the untargeted ASR against a second (timm) architecture. The best-epoch rule validates on 500 training
@@ -214,9 +214,9 @@ def main() -> int:
     n_pgd = a.pgd_images or (100 if a.quick else 200)
     train, test = data.load("mnist5k")
     val = train.subset(500, seed=a.seed)  # best-epoch validation on training images: the test images stay unseen
-    x, y = test.images, test.labels
+    x, y = test.images, test.labels  # MNIST-5k's test split is sorted by class: subsets are stratified, never x[:n]
     if a.quick:
-        x, y = x[:300], y[:300]
+        x, y = _stratified(x, y, 300, a.seed)
     base = dict(progress=False, device="cpu", seed=a.seed, **overrides)
     clf = Classifier.load(a.classifier) if a.classifier else make_target("small_cnn", train, test, t_epochs, a.seed)
     if a.ablation:
@@ -255,7 +255,7 @@ def main() -> int:
 
     if "speed" not in a.skip:
         atk = attackers.get(0.3) or fit(clf, train, AdvGANConfig(eps=0.3, **base), epochs)[0]
-        xs, ys = x[:n_pgd], y[:n_pgd]
+        xs, ys = _stratified(x, y, n_pgd, a.seed)
         speed: dict = {"images": len(x), "pgd_images": n_pgd}
         variants = {"advgan": atk.as_attack(batch_size=len(x)),
                     "advgan_channels_last": atk.as_attack(batch_size=len(x), channels_last=True)}
@@ -306,8 +306,8 @@ def main() -> int:
         log(f"targeted eps=0.3: mean hit rate {mean:.4f}; per target " + " ".join(f"{k}:{v:.2f}" for k, v in per.items()))
         save()
 
-    if "pgd_targeted" not in a.skip:  # the white-box references of the per-target hit rates (first 300 images)
-        xs, ys = x[:300], y[:300]
+    if "pgd_targeted" not in a.skip:  # the white-box references of the per-target hit rates (300 images, 30 per class)
+        xs, ys = _stratified(x, y, 300, a.seed)
         refs = (("pgd40_targeted", "PGD-40", pgd(0.3)), ("apgd100_targeted", "APGD-CE-100", APGD(eps=0.3, steps=100)),
                 ("apgd100x5_targeted", "APGD-CE-100 x5 restarts", APGD(eps=0.3, steps=100, restarts=5)))
         for key, name, ref in refs:
@@ -374,7 +374,7 @@ def report() -> None:
         log(f"| per target (APGD-CE-100: {cells[2]}) | {cells[0]} | {cells[1]} |")
     if RESULTS.get("apgd100x5_targeted"):
         d = RESULTS["apgd100x5_targeted"]
-        log(f"| targeted APGD-CE-100 x5 restarts (first 300): mean / min | {d['mean']:.1%} / {d['min']:.1%} | |")
+        log(f"| targeted APGD-CE-100 x5 restarts (300 stratified): mean / min | {d['mean']:.1%} / {d['min']:.1%} | |")
     for k, v in RESULTS.get("blackbox", {}).items():
         log(f"| black-box {k} ASR (queries) | {100 * v['asr']:.1f} % ({v['queries']['total']}) | |")
     sp = RESULTS.get("speed", {})
@@ -384,6 +384,15 @@ def report() -> None:
     if "second_arch" in RESULTS:
         log(f"| {RESULTS['second_arch']['arch']} ASR eps=0.3 | {100 * RESULTS['second_arch']['asr_eps0.3']:.1f} % | |")
     log(f"results -> {OUT}")
+
+
+
+def _stratified(x: torch.Tensor, y: torch.Tensor, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` of the images with every class in proportion (``advgan.data.stratified_subset``'s rule)."""
+    from advgan.data.subsets import stratified_indices
+
+    idx = stratified_indices(y, n, seed)
+    return x[idx], y[idx]
 
 
 if __name__ == "__main__":

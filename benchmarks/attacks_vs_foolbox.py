@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from advgan import data  # noqa: E402
+from advgan.data.subsets import stratified_indices  # noqa: E402
 from attacks import FGSM, PGD, Classifier, FoolboxAttack, evaluate  # noqa: E402
 from attacks.checkpoint import save_json  # noqa: E402
 from attacks.checks import resolve_device  # noqa: E402
@@ -62,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.save_classifier:
         clf.save(args.save_classifier)
     n = min(args.n, len(test))
-    ds = data.ImageDataset(test.images[:n], test.labels[:n], test.num_classes, "mnist5k-test")
+    idx = stratified_indices(test.labels, n, 0)  # the split is sorted by class: never the first n
+    ds = data.ImageDataset(test.images[idx], test.labels[idx], test.num_classes, "mnist5k-test")
     loader = data.loader(ds, args.batch_size, shuffle=False)
     eps, steps = args.eps, args.steps
     rel = 2.5 / steps

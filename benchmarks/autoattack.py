@@ -35,6 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from advgan import data  # noqa: E402
+from advgan.data.subsets import stratified_indices  # noqa: E402
 from advgan.training import ClassifierConfig, train_classifier  # noqa: E402
 from attacks import APGDCE, APGDT, AutoAttack, Classifier, Square  # noqa: E402
 from attacks.checkpoint import save_json  # noqa: E402
@@ -115,7 +116,7 @@ def pair(kind: str, model: Classifier, x: torch.Tensor, y: torch.Tensor, norm: s
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--n", type=int, default=1000, help="test images attacked (the first N of MNIST-5k's test split)")
+    p.add_argument("--n", type=int, default=1000, help="test images attacked (stratified: MNIST-5k's test split is class-sorted)")
     p.add_argument("--quick", action="store_true", help="smoke run: 20 images, 1 fine-tuning epoch, 500 Square queries")
     p.add_argument("--epochs", type=int, default=3, help="pgd-at fine-tuning epochs")
     p.add_argument("--square-queries", type=int, default=5000)
@@ -139,7 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     wanted = {s.strip() for s in args.models.split(",")}
     models = get_models(Path(args.work) / ("quick" if args.quick else "full"), epochs, args.seed, wanted)
     _, test = data.load("mnist5k")
-    x, y = test.images[:n].clone(), test.labels[:n].clone()
+    idx = stratified_indices(test.labels, n, args.seed)  # the split is sorted by class: never the first n
+    x, y = test.images[idx].clone(), test.labels[idx].clone()
     plan: list[tuple[str, str, str, float]] = []
     for mname in models:  # every model: the plan filters by --models below
         plan += [(mname, "apgd-ce", "linf", 0.3), (mname, "autoattack", "linf", 0.3), (mname, "apgd-t", "linf", 0.3),

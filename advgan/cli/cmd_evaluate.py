@@ -36,7 +36,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--early-stop", action="store_true", help="PGD stops working on inputs already fooled")
     p.add_argument("--targeted", action="store_true", help="attack towards random targets != label (seeded)")
     p.add_argument("--batch-size", type=positive_int, default=256)
-    p.add_argument("--max-images", type=positive_int, default=None, help="attack only the first N test images")
+    p.add_argument("--max-images", type=positive_int, default=None,
+                   help="attack N test images: a stratified random subset (every class in proportion, seeded by --seed), "
+                   "never just the first N (a class-sorted split would give a few classes only)")
     p.add_argument("--amp", action="store_true", help="mixed precision autocast")
     p.add_argument("--channels-last", action="store_true")
     p.add_argument("--crosscheck-foolbox", action="store_true", help="compare our PGD with foolbox's LinfPGD on the first batch")
@@ -99,8 +101,6 @@ def _corruption_spec(spec: str | None) -> str | list[str] | None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from torch.utils.data import Subset
-
     from advgan import data
     from attacks import Classifier, Report, evaluate
     from attacks.checks import check_eps, resolve_device
@@ -124,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
     kwargs = {"root": args.data_root} if args.data_root else {}
     _, test = data.load(args.dataset, **kwargs)
     if args.max_images is not None and args.max_images < len(test):
-        test = Subset(test, range(args.max_images))
+        test = data.stratified_subset(test, args.max_images, seed=args.seed)
     loader = data.loader(test, args.batch_size, shuffle=False, seed=args.seed, pin_memory=device.type == "cuda")
     report = evaluate(clf, loader, attacks, epsilons=args.eps_sweep, device=device, amp=args.amp,
                       channels_last=args.channels_last, targeted=args.targeted, seed=args.seed,
