@@ -126,7 +126,10 @@ def test_cli_corruptions(trained_tiny_clf, mnist, tmp_path, capsys):
 
     trained_tiny_clf.save(tmp_path / "clf")
     _, test = mnist  # the baseline: the same model, images, corruptions and seed through the library
-    base = evaluate(trained_tiny_clf, loader_of(test.images[:32], test.labels[:32]), {}, corruptions=["fog", "brightness"],
+    from advgan.data.subsets import stratified_indices
+
+    idx = stratified_indices(test.labels, 32, 0)  # what --max-images 32 takes (seed 0), not the first 32
+    base = evaluate(trained_tiny_clf, loader_of(test.images[idx], test.labels[idx]), {}, corruptions=["fog", "brightness"],
                     severities=(1, 3), progress=False)
     base.to_json(tmp_path / "base.json")
     out = tmp_path / "eval"
