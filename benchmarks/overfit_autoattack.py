@@ -39,8 +39,7 @@ def main() -> int:
     _, test = data.load("mnist5k")
     perm = torch.randperm(len(test), generator=torch.Generator().manual_seed(0)).tolist()
     val = set(perm[-250:])
-    x_all = torch.stack([test[i][0] for i in range(len(test))])
-    y_all = torch.tensor([int(test[i][1]) for i in range(len(test))])
+    x_all, y_all = test.images, test.labels
     in_val = torch.tensor([i in val for i in range(len(test))])
     aa = make_attack("autoattack", eps=args.eps, norm="linf", seed=0)
     out = ROOT / "benchmarks" / "results" / f"overfit_aa1000_{args.tag}.json"

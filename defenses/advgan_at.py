@@ -214,7 +214,7 @@ class AdvGANATGame(AdvGANGame):
         if k < x.shape[0]:
             with torch.no_grad():
                 parts_adv.append(self.adversarial(x[k:], None, G)[0])
-        x_adv = torch.cat(parts_adv) if len(parts_adv) > 1 else parts_adv[0]
+        x_adv = torch.cat(parts_adv)
         need_clean = c.gen_clean > 0 or c.gen_kl > 0
         logits = net(torch.cat([x, x_adv])) if need_clean else net(x_adv)
         logits_adv = logits[x.shape[0]:] if need_clean else logits
