@@ -51,6 +51,9 @@ METHODS = {
     "advgan-at-fast-grad": {"method": "advgan-at", "gen_mix": 0.5, "gen_clean": 0.0, "gen_alpha": 0.0, "gen_fraction": 0.25,
                             "gen_grad": True},
     "advgan-at-fast-m75": {"method": "advgan-at", "gen_mix": 0.75, "gen_clean": 0.0, "gen_alpha": 0.0, "gen_fraction": 0.25},
+    # G's example starts one FGSM step (a learned initialisation, Jia et al. 2022), every row
+    "advgan-at-init": {"method": "advgan-at", "gen_mix": 0.0, "gen_clean": 0.0, "gen_alpha": 0.0, "gen_fraction": 0.25,
+                       "gen_init": True},
     "advgan-at-kl": {"method": "advgan-at", "gen_mix": 0.5, "gen_kl": 1.0, "gen_alpha": 0.0, "gen_fraction": 0.25},
 }
 

@@ -19,7 +19,10 @@ discriminator). The ε ramp (``eps_ramp_epochs``) scales both the generator's an
 the diversity input of Jang et al. 2019 "Learning to generate diverse attacks"), and ``gen_grad`` feeds it the
 sign (L-inf; L2: the unit direction) of the current classifier's input gradient at x, taken for the classifier's own
 prediction (no labels), as that paper's generator reads the loss gradient: one more forward and backward of C per
-generated batch, so G learns a gradient-informed step instead of an input-only map. The other techniques follow
+generated batch, so G learns a gradient-informed step instead of an input-only map. ``gen_init`` makes G's example the
+*start* of one FGSM step of size ε (projected back into the ball) instead of C's training example: the generator
+becomes a learned, input-dependent initialisation of a one-step attack (Jia et al. 2022, "Boosting fast adversarial
+training with learnable adversarial initialization"), one forward and backward of C per generated row. The other techniques follow
 Lee et al. 2017 (Generative Adversarial Trainer: online generator, clean + adversarial loss) and Baluja &
 Fischer 2018 (Adversarial Transformation Networks: a feed-forward attacker of one forward pass).
 
@@ -183,6 +186,15 @@ class AdvGANATGame(AdvGANGame):
             grad = input_gradient(F.cross_entropy(logits, logits.argmax(1), reduction="sum"), xg)
         return self._threat.normalize_step(grad).detach()
 
+    def fgsm_from(self, x: torch.Tensor, start: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """One FGSM step of size ε on C's cross-entropy from ``start`` (G's example), projected into the ε-ball
+        around ``x`` and into [0, 1]; under ``frozen_eval`` (no parameter gradients, BatchNorm untouched), detached."""
+        with frozen_eval(self.clf), torch.enable_grad():
+            xs = start.detach().requires_grad_(True)
+            grad = input_gradient(F.cross_entropy(self.clf(xs).float(), y, reduction="sum"), xs)
+        step = self._threat.eps * self._threat.normalize_step(grad)
+        return self._threat.project(x, xs.detach() + step).detach()
+
     def loss(self, player: str, nets: Nets, batch: Batch, step: int) -> tuple[torch.Tensor, LossParts]:
         eps = self.current_eps(step)
         self._threat = ThreatModel(self.fcfg.norm, eps)
@@ -213,7 +225,8 @@ class AdvGANATGame(AdvGANGame):
             parts_adv.append(pgd_train_examples(self.clf, x[:k], y[:k], self._threat, steps=1, step_size=1.25 * self._threat.eps))
         if k < x.shape[0]:
             with torch.no_grad():
-                parts_adv.append(self.adversarial(x[k:], None, G)[0])
+                x_g = self.adversarial(x[k:], None, G)[0]
+            parts_adv.append(self.fgsm_from(x[k:], x_g, y[k:]) if c.gen_init else x_g)
         x_adv = torch.cat(parts_adv)
         need_clean = c.gen_clean > 0 or c.gen_kl > 0
         logits = net(torch.cat([x, x_adv])) if need_clean else net(x_adv)

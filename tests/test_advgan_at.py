@@ -6,12 +6,14 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Subset
 
 from advgan import data
 from advgan.attacker import AdvGAN, AdvGANConfig
 from attacks import Classifier
+from attacks.threat import ThreatModel
 from defenses import FinetuneConfig, finetune
 from defenses.advgan_at import AdvGANATGame, NoisyGenerator
 
@@ -226,3 +228,30 @@ def test_generator_runs_only_on_its_share_of_the_batch(clf, mnist, idx, mix, exp
     hook.remove()
     assert seen == ([expect] if expect else []) and torch.isfinite(loss)
     assert 0.0 <= float(parts["adv_acc"]) <= 1.0
+
+
+def test_generator_initialises_one_fgsm_step(clf, mnist, idx):
+    """gen_init: G's example is the start of one FGSM step of size eps on C's CE, projected back into the ball;
+    the step raises C's loss over G's start, C's state is untouched by it, and the game trains end to end."""
+    game = AdvGANATGame(clf, _cfg(gen_init=True, gen_mix=0.0, gen_noise=0))
+    game._threat = ThreatModel("linf", EPS)  # set by loss() per step (the ramped eps)
+    x, y = mnist[0].images[:32], mnist[0].labels[:32]
+    ref = _state(clf)
+    with torch.no_grad():
+        start = game.adversarial(x, None)[0]
+    out = game.fgsm_from(x, start, y)
+    assert _same(ref, _state(clf)) and all(p.grad is None for p in clf.parameters())
+    assert (out - x).abs().max() <= EPS + 1e-6 and out.min() >= 0 and out.max() <= 1
+    assert not torch.equal(out, start)
+    with torch.no_grad():
+        assert F.cross_entropy(clf(out), y) > F.cross_entropy(clf(start), y)
+    seen: list[int] = []
+    hook = clf.register_forward_hook(lambda m, i, o: seen.append(int(i[0].shape[0])))
+    xb, yb = next(iter(_loader(mnist, idx)))
+    loss, _ = game.classifier_loss(game.nets["C"], game.nets["G"], xb, yb)
+    hook.remove()
+    assert torch.isfinite(loss) and 64 in seen  # C's gradient at G's 64 examples, then C's step on them
+    robust, hist = finetune(clf, _loader(mnist, idx), _cfg(gen_init=True, gen_mix=0.0))
+    assert not _same(ref, _state(robust)) and {"C/loss", "G/loss"} <= set(hist.steps[-1])
+    with pytest.raises(TypeError, match="gen_init"):
+        _cfg(gen_init="yes")
