@@ -168,8 +168,8 @@ def test_cli_flags_and_timm_model(tmp_path, capsys, trained_tiny_clf, mnist, idx
     with pytest.raises(SystemExit) as e:
         main(common + ["--gen-steps", "0", "--out", str(tmp_path / "bad")])
     assert e.value.code == 2 and "gen-steps" in capsys.readouterr().err
-    rc = main(common + ["--epochs", "1", "--train-subset", "128", "--val-batches", "1", "--gen-noise", "1", "--gen-mix", "0.25", "--gen-init",
-                        "--batch-size", "64", "--out", str(tmp_path / "cli")])
+    rc = main(common + ["--epochs", "1", "--train-subset", "128", "--val-batches", "1", "--gen-noise", "1", "--gen-mix", "0.25",
+                        "--gen-init", "--batch-size", "64", "--out", str(tmp_path / "cli")])
     assert rc == 0 and (tmp_path / "cli" / "best" / "model.safetensors").is_file()
     saved = Classifier.load(tmp_path / "cli")
     assert not _same(_state(saved), _state(trained_tiny_clf))
