@@ -171,6 +171,9 @@ def test_cli_flags_and_timm_model(tmp_path, capsys, trained_tiny_clf, mnist, idx
     rc = main(common + ["--epochs", "1", "--train-subset", "128", "--val-batches", "1", "--gen-noise", "1", "--gen-mix", "0.25",
                         "--gen-init", "--batch-size", "64", "--out", str(tmp_path / "cli")])
     assert rc == 0 and (tmp_path / "cli" / "best" / "model.safetensors").is_file()
+    import json
+
+    assert '"gen_init": true' in json.dumps(json.loads((tmp_path / "cli" / "config.json").read_text()))  # the flag reached the config
     saved = Classifier.load(tmp_path / "cli")
     assert not _same(_state(saved), _state(trained_tiny_clf))
     # a random-init timm model fine-tunes too (C has BatchNorm: D and G see it in eval mode)
