@@ -209,3 +209,23 @@ def test_generator_is_a_property_everywhere(trained_tiny_clf):
     assert p2p.generator is p2p.nets["G"]
     atk = AdvGAN(trained_tiny_clf, AdvGANConfig(width=4, device="cpu"))
     assert atk.generator is atk.G and atk.nets == {"D": atk.D, "G": atk.G}
+
+
+@pytest.mark.parametrize("name,config", [("classifier/checkpoint", "advgan.training.classifier:ClassifierConfig"),
+                                         ("advgan/checkpoint", "advgan:AdvGANConfig"),
+                                         ("finetune/checkpoint", "defenses:FinetuneConfig"), ("gan", "advgan:GANConfig")])
+def test_every_field_added_since_0_1_says_how_old_checkpoints_resume(name, config):
+    """A setting added after 0.1 is absent from 0.1 checkpoints: ``ADDED_FIELDS`` must give the value that
+    reproduces the old behaviour, or every old checkpoint is refused as "a different configuration"."""
+    import json
+
+    from safetensors import safe_open
+
+    from advgan.engine.checkpoint import ADDED_FIELDS, comparable_config
+
+    module, cls = config.split(":")
+    with safe_open(str(V01 / name / "checkpoint.safetensors"), "pt") as f:
+        stored = json.loads(f.metadata()["json"])["config"]["train"]
+    now = comparable_config(getattr(importlib.import_module(module), cls)(), {})["train"]
+    missing = sorted(k for k in set(now) - set(stored) if k not in ADDED_FIELDS)
+    assert not missing, f"add these to advgan.engine.checkpoint.ADDED_FIELDS: {missing}"
