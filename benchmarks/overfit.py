@@ -54,6 +54,13 @@ METHODS = {
     # G's example starts one FGSM step (a learned initialisation, Jia et al. 2022), every row
     "advgan-at-init": {"method": "advgan-at", "gen_mix": 0.0, "gen_clean": 0.0, "gen_alpha": 0.0, "gen_fraction": 0.25,
                        "gen_init": True},
+    # gen_init with G trained on the loss after the step (Jia et al. 2022), the paper's step (eps) and half of it
+    "advgan-at-sdi": {"method": "advgan-at", "gen_mix": 0.0, "gen_clean": 0.0, "gen_alpha": 0.0, "gen_fraction": 0.25,
+                      "gen_init": True, "gen_init_step": 1.0},
+    "advgan-at-sdi-h": {"method": "advgan-at", "gen_mix": 0.0, "gen_clean": 0.0, "gen_alpha": 0.0, "gen_fraction": 0.25,
+                        "gen_init": True, "gen_init_step": 0.5},
+    "advgan-at-sdi-lite": {"method": "advgan-at", "gen_mix": 0.0, "gen_clean": 0.0, "gen_alpha": 0.0, "gen_fraction": 0.125,
+                           "gen_init": True, "gen_init_step": 0.5, "gen_width": 4},  # the same, cheaper G
     "advgan-at-kl": {"method": "advgan-at", "gen_mix": 0.5, "gen_kl": 1.0, "gen_alpha": 0.0, "gen_fraction": 0.25},
 }
 

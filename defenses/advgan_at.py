@@ -20,10 +20,11 @@ the diversity input of Jang et al. 2019 "Learning to generate diverse attacks"),
 sign (L-inf; L2: the unit direction) of the current classifier's input gradient at x, taken for the classifier's own
 prediction (no labels), as that paper's generator reads the loss gradient: one more forward and backward of C per
 generated batch, so G learns a gradient-informed step instead of an input-only map. ``gen_init`` makes G's example the
-*start* of one FGSM step of size ε (projected back into the ball) instead of C's training example: the generator
-becomes a learned, input-dependent initialisation of a one-step attack (Jia et al. 2022, "Boosting fast adversarial
-training with learnable adversarial initialization"), one forward and backward of C per generated row. The other techniques follow
-Lee et al. 2017 (Generative Adversarial Trainer: online generator, clean + adversarial loss) and Baluja &
+*start* of one FGSM step of size ``gen_init_step * ε`` (projected back into the ball) instead of C's training example:
+the generator becomes a learned, input-dependent initialisation of a one-step attack (Jia et al. 2022, "Boosting fast
+adversarial training with learnable adversarial initialization"), trained, as there, on C's loss *after* the step
+(the step's direction is a constant to G); one forward and backward of C per generated row, in C's and in G's step.
+The other techniques follow Lee et al. 2017 (Generative Adversarial Trainer: online generator, clean + adversarial loss) and Baluja &
 Fischer 2018 (Adversarial Transformation Networks: a feed-forward attacker of one forward pass).
 
 A generator passed in (a trained ``AdvGAN`` — G and D — or its ``GeneratorAttack``) warm-starts G; one
@@ -168,12 +169,20 @@ class AdvGANATGame(AdvGANGame):
     def attacked(self, nets: Nets) -> nn.Module:
         return nets["C"]
 
-    def adversarial(self, x: torch.Tensor, t: torch.Tensor | None,
-                    generator: nn.Module | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """AdvGAN's ``x_adv`` at the step's (ramped) ε (``gen_grad``: G reads x and the gradient direction)."""
+    def adversarial(self, x: torch.Tensor, t: torch.Tensor | None, generator: nn.Module | None = None,
+                    y: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """AdvGAN's ``x_adv`` at the step's (ramped) ε (``gen_grad``: G reads x and the gradient direction).
+
+        With ``gen_init`` G's example is the start of one FGSM step on C's cross-entropy for ``y`` (default: C's own
+        prediction at x), and the stepped example is returned with G's graph kept: G trains to make the *step* strong."""
         G = generator if generator is not None else self.nets["G"]
         inp = torch.cat([x, self.gradient_direction(x)], dim=1) if self.fcfg.gen_grad else x
         x_adv = (x + generator_delta(G, inp, t, self._threat)).clamp(0.0, 1.0)
+        if self.fcfg.gen_init:
+            if y is None:
+                with torch.no_grad(), frozen_eval(self.clf):
+                    y = self.clf(x).argmax(1)
+            x_adv = self.fgsm_from(x, x_adv, y)
         return x_adv, x_adv - x
 
     def gradient_direction(self, x: torch.Tensor) -> torch.Tensor:
@@ -187,13 +196,15 @@ class AdvGANATGame(AdvGANGame):
         return self._threat.normalize_step(grad).detach()
 
     def fgsm_from(self, x: torch.Tensor, start: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """One FGSM step of size ε on C's cross-entropy from ``start`` (G's example), projected into the ε-ball
-        around ``x`` and into [0, 1]; under ``frozen_eval`` (no parameter gradients, BatchNorm untouched), detached."""
+        """One FGSM step of size ``gen_init_step * ε`` on C's cross-entropy from ``start`` (G's example), projected into
+        the ε-ball around ``x`` and into [0, 1]. The step's direction is taken under ``frozen_eval`` (no parameter
+        gradients, BatchNorm untouched) and detached; the result keeps ``start``'s graph (Jia et al. 2022: the
+        generator of the initialisation is trained on the loss after the step)."""
         with frozen_eval(self.clf), torch.enable_grad():
             xs = start.detach().requires_grad_(True)
             grad = input_gradient(F.cross_entropy(self.clf(xs).float(), y, reduction="sum"), xs)
-        step = self._threat.eps * self._threat.normalize_step(grad)
-        return self._threat.project(x, xs.detach() + step).detach()
+        step = (self.fcfg.gen_init_step * self._threat.eps * self._threat.normalize_step(grad)).detach()
+        return self._threat.project(x, start + step)
 
     def loss(self, player: str, nets: Nets, batch: Batch, step: int) -> tuple[torch.Tensor, LossParts]:
         eps = self.current_eps(step)
@@ -224,9 +235,8 @@ class AdvGANATGame(AdvGANGame):
         if k:
             parts_adv.append(pgd_train_examples(self.clf, x[:k], y[:k], self._threat, steps=1, step_size=1.25 * self._threat.eps))
         if k < x.shape[0]:
-            with torch.no_grad():
-                x_g = self.adversarial(x[k:], None, G)[0]
-            parts_adv.append(self.fgsm_from(x[k:], x_g, y[k:]) if c.gen_init else x_g)
+            with torch.no_grad():  # (gen_init: the FGSM step from G's example takes its own gradient inside)
+                parts_adv.append(self.adversarial(x[k:], None, G, y=y[k:])[0])
         x_adv = torch.cat(parts_adv)
         need_clean = c.gen_clean > 0 or c.gen_kl > 0
         logits = net(torch.cat([x, x_adv])) if need_clean else net(x_adv)

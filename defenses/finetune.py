@@ -108,7 +108,8 @@ class FinetuneConfig(EngineConfig):
     gen_width: Annotated[int, POSITIVE] = 8            #: advgan-at: first-layer channels of G and D
     gen_fraction: Annotated[float, Real(0, 1, closed=(False, True))] = 1.0  #: advgan-at: share of each batch G and D train on (cost)
     gen_grad: Annotated[bool, Boolean()] = False      #: advgan-at: G also reads the classifier's input-gradient sign (L2L)
-    gen_init: Annotated[bool, Boolean()] = False      #: advgan-at: G's example starts one FGSM step of size eps (learned init)
+    gen_init: Annotated[bool, Boolean()] = False      #: advgan-at: G's example starts one FGSM step (learned init)
+    gen_init_step: Annotated[float, Real(0, 2, closed=(False, True))] = 1.0  #: advgan-at, gen_init: the step, x eps
 
     def validate(self) -> None:
         object.__setattr__(self, "eps", check_eps(self.eps, self.norm))

@@ -258,3 +258,29 @@ def test_generator_initialises_one_fgsm_step(clf, mnist, idx):
     assert not _same(ref, _state(robust)) and {"C/loss", "G/loss"} <= set(hist.steps[-1])
     with pytest.raises(TypeError, match="gen_init"):
         _cfg(gen_init="yes")
+
+
+def test_generator_of_the_init_trains_on_the_loss_after_the_step(clf, mnist, idx):
+    """gen_init: G's loss is C's loss at the stepped example (the step a constant to G), so G's gradient flows
+    through the step; gen_init_step sets the step's length, and a step outside (0, 2] x eps is refused."""
+    x, y = mnist[0].images[:32], mnist[0].labels[:32]
+    game = AdvGANATGame(clf, _cfg(gen_init=True, gen_init_step=0.5, gen_mix=0.0, gen_noise=0, gen_alpha=0.0))
+    game._threat = ThreatModel("linf", EPS)
+    G = game.nets["G"]
+    with torch.no_grad():
+        raw = (x + EPS * G(x)).clamp(0, 1)  # G's own example (L-inf: eps * tanh output)
+    stepped, delta = game.adversarial(x, None, G, y=y)
+    assert stepped.requires_grad  # G's graph survives the step
+    assert (stepped - raw).abs().max() <= 0.5 * EPS + 1e-5 and not torch.allclose(stepped, raw)
+    assert delta.abs().max() <= EPS + 1e-6
+    seen: list[torch.Tensor] = []
+    hook = clf.register_forward_hook(lambda m, i, o: seen.append(i[0].detach().clone()))
+    loss, _ = game.loss("G", game.nets, (x, y), 0)
+    hook.remove()
+    assert any(t.shape == x.shape and not torch.allclose(t, raw, atol=1e-6) for t in seen)  # C saw the stepped example
+    G.zero_grad()
+    loss.backward()
+    assert sum(float(p.grad.abs().sum()) for p in G.parameters() if p.grad is not None) > 0
+    for bad in (0.0, -1.0, 2.5):
+        with pytest.raises(ValueError, match="gen_init_step"):
+            _cfg(gen_init=True, gen_init_step=bad)

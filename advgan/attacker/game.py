@@ -85,9 +85,10 @@ class AdvGANGame(MinMaxGame):
         miss = self.miss.to(t.device)
         self.miss = torch.where(n > 0, momentum * miss + (1 - momentum) * (1 - h / n.clamp(min=1)), miss)
 
-    def adversarial(self, x: torch.Tensor, t: torch.Tensor | None,
-                    generator: nn.Module | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(x_adv, delta)`` with ``x_adv = clip(x + G(x [, t]), 0, 1)`` inside the threat model."""
+    def adversarial(self, x: torch.Tensor, t: torch.Tensor | None, generator: nn.Module | None = None,
+                    y: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(x_adv, delta)`` with ``x_adv = clip(x + G(x [, t]), 0, 1)`` inside the threat model (``y``, the true
+        labels, is unused here: for games whose example also depends on them)."""
         G = generator if generator is not None else self.nets["G"]
         delta = generator_delta(G, x, t, self.cfg.threat)
         x_adv = (x + delta).clamp(0.0, 1.0)
@@ -101,9 +102,9 @@ class AdvGANGame(MinMaxGame):
         cfg, D, G = self.cfg, nets["D"], nets["G"]
         if player == "D":
             with torch.no_grad():
-                x_adv, _ = self.adversarial(x, t, G)
+                x_adv, _ = self.adversarial(x, t, G, y=y)
             return losses.d_loss(cfg.gan_loss, D(x), D(x_adv)), {}
-        x_adv, delta = self.adversarial(x, t, G)
+        x_adv, delta = self.adversarial(x, t, G, y=y)
         logits = self.attacked(nets)(x_adv)
         l_adv = cw_margin(logits, y, t, cfg.kappa).mean()
         l_gan = losses.g_loss(cfg.gan_loss, D(x_adv))
