@@ -61,6 +61,10 @@ METHODS = {
                         "gen_init": True, "gen_init_step": 0.5},
     "advgan-at-sdi-lite": {"method": "advgan-at", "gen_mix": 0.0, "gen_clean": 0.0, "gen_alpha": 0.0, "gen_fraction": 0.125,
                            "gen_init": True, "gen_init_step": 0.5, "gen_width": 4},  # the same, cheaper G
+    "advgan-at-sdi-h-frozen": {"method": "advgan-at", "gen_mix": 0.0, "gen_clean": 0.0, "gen_alpha": 0.0, "gen_fraction": 0.25,
+                               "gen_init": True, "gen_init_step": 0.5, "gen_lr": 1e-9},  # control: G stays at its random init
+    "advgan-at-sdi-min": {"method": "advgan-at", "gen_mix": 0.0, "gen_clean": 0.0, "gen_alpha": 0.0, "gen_fraction": 0.0625,
+                          "gen_init": True, "gen_init_step": 0.5, "gen_width": 4},  # the cost floor: G on 1/16 of a batch
     "advgan-at-kl": {"method": "advgan-at", "gen_mix": 0.5, "gen_kl": 1.0, "gen_alpha": 0.0, "gen_fraction": 0.25},
 }
 
