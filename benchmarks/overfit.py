@@ -13,7 +13,10 @@ The model each run returns (its best epoch) is then measured with PGD-40 on 500 
     python benchmarks/overfit.py --methods advgan-at-fast --epochs 30 --ramp 1 --probe --tag at30  # advgan-at, long
 
 ``--probe`` also times one epoch of every method against a clean epoch (``frontier.cost_probe``: CPU seconds of the
-same 6 batches, round-robin, median of 3) and records the ratio as ``cost_vs_clean_epoch``.
+same 6 batches, round-robin, median of ``--probe-rounds``, default 3) and records the ratio as ``cost_vs_clean_epoch``;
+``--probe-only`` does only that, side by side, and writes ``benchmarks/results/overfit_probe[_TAG].json``:
+
+    python benchmarks/overfit.py --probe-only --probe-rounds 5 --methods fgsm-rs-noguard,advgan-at-sdi-h,advgan-at-sdi-min --tag cost
 
 Prints a table and writes ``benchmarks/results/overfit[_TAG].json`` and ``.png`` (PGD-10 accuracy per epoch).
 """
@@ -65,6 +68,8 @@ METHODS = {
                                "gen_init": True, "gen_init_step": 0.5, "gen_lr": 1e-9},  # control: G stays at its random init
     "advgan-at-sdi-min": {"method": "advgan-at", "gen_mix": 0.0, "gen_clean": 0.0, "gen_alpha": 0.0, "gen_fraction": 0.0625,
                           "gen_init": True, "gen_init_step": 0.5, "gen_width": 4},  # the cost floor: G on 1/16 of a batch
+    "advgan-at-sdi-w2": {"method": "advgan-at", "gen_mix": 0.0, "gen_clean": 0.0, "gen_alpha": 0.0, "gen_fraction": 0.0625,
+                         "gen_init": True, "gen_init_step": 0.5, "gen_width": 2},  # ... and a quarter-width G (its forward: ~0.1x)
     "advgan-at-kl": {"method": "advgan-at", "gen_mix": 0.5, "gen_kl": 1.0, "gen_alpha": 0.0, "gen_fraction": 0.25},
 }
 
@@ -77,6 +82,9 @@ def main() -> int:
     ap.add_argument("--lr", type=float, default=None, help="fine-tuning learning rate (default: FinetuneConfig's)")
     ap.add_argument("--methods", default="fgsm-rs-noguard,fgsm-rs,n-fgsm", help=f"comma-separated, of {', '.join(METHODS)}")
     ap.add_argument("--probe", action="store_true", help="time each method's epoch against a clean epoch first")
+    ap.add_argument("--probe-only", action="store_true",
+                    help="only time the methods' epochs against a clean epoch (side by side, one process) and stop")
+    ap.add_argument("--probe-rounds", type=int, default=3, help="round-robin repeats of the probe (median)")
     ap.add_argument("--tag", default="")
     ap.add_argument("--work", default=str(ROOT / "runs" / "bench_overfit"))
     args = ap.parse_args()
@@ -84,6 +92,8 @@ def main() -> int:
     bad = [m for m in names if m not in METHODS]
     if bad or not names:
         ap.error(f"unknown method(s) {bad}; valid: {', '.join(METHODS)}")
+    if args.probe_rounds < 1:
+        ap.error(f"--probe-rounds must be >= 1, got {args.probe_rounds}")
     if args.tag and not args.tag.replace("-", "").replace("_", "").isalnum():
         ap.error(f"--tag must be letters, digits, - or _, got {args.tag!r}")
     torch.set_num_threads(1)
@@ -99,13 +109,22 @@ def main() -> int:
                                   ClassifierConfig(progress=False, seed=seed), epochs=4, out_dir=work / "target")
     print(f"target small_cnn: test accuracy {thist.epochs[-1]['test_accuracy']:.4f}", flush=True)
     cost: dict[str, float] = {}
-    if args.probe:
+    if args.probe or args.probe_only:
         from frontier import cost_probe
 
         cfgs = {m: FinetuneConfig(eps=args.eps, epochs=1, progress=False, seed=seed, device="cpu", **METHODS[m])
                 for m in ["clean", *names]}
-        times = cost_probe(clf, train_loader, cfgs)
+        times = cost_probe(clf, train_loader, cfgs, rounds=args.probe_rounds)
         cost = {m: times[m] / times["clean"] for m in names}
+        if args.probe_only:
+            print("\n| method | CPU s / probe epoch | cost x clean epoch |\n|---|---:|---:|")
+            for m in ["clean", *names]:
+                print(f"| {m} | {times[m]:.3f} | {times[m] / times['clean']:.2f}x |")
+            out = ROOT / "benchmarks" / "results" / f"overfit_probe{'_' + args.tag if args.tag else ''}.json"
+            out.write_text(json.dumps({"benchmark": "overfit_probe", "eps": args.eps, "rounds": args.probe_rounds,
+                                       "batches": 6, "seconds": times, "cost_vs_clean_epoch": cost, "threads": 1,
+                                       "machine": platform.platform()}, indent=1))
+            return 0
     rows = []
     for name in names:
         extra = {"lr": args.lr} if args.lr is not None else {}
