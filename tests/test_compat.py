@@ -15,6 +15,7 @@ import importlib
 import shutil
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -81,14 +82,14 @@ def _resume(tmp_path, name):
     return d
 
 
-def _same_checkpoint(old: Path, new: Path) -> bool:
+def _same_checkpoint(old: Path, new: Path, **loose: Any) -> bool:
     """The 0.1 checkpoint and the current one of the same run hold the same tensors (the current one adds callbacks').
 
-    Returns whether they are bit-identical (else they agree within the cross-CPU tolerance)."""
+    Returns whether they are bit-identical (else they agree within the cross-CPU tolerance; ``loose``: see ``_same``)."""
     a = load_tensors(old)
     b = {k: v for k, v in load_tensors(new).items() if not k.startswith("cb.")}
     exact = _bitwise(a, b)
-    _same(a, b, exact=exact)
+    _same(a, b, exact=exact, **loose)
     return exact
 
 
@@ -96,15 +97,33 @@ def _bitwise(a: dict, b: dict) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-def _same(a: dict, b: dict, *, exact: bool = True) -> None:
+def _same(a: dict, b: dict, *, exact: bool = True, loose: frozenset[str] = frozenset(), loose_atol: float = 0.0) -> None:
+    """``a`` and ``b`` hold the same tensors: bitwise when ``exact``, else within the cross-CPU tolerance; keys ending
+    in one of ``loose`` (see :func:`_adam_params`) only within ``loose_atol``."""
     assert a.keys() == b.keys() and a
     if exact:
         assert not [k for k in a if not torch.equal(a[k], b[k])]
         return
     # integer tensors (RNG states, step counters, loader generators) must match exactly on any CPU
     assert not [k for k in a if not a[k].is_floating_point() and not torch.equal(a[k], b[k])]
-    far = [k for k in a if a[k].is_floating_point() and not torch.allclose(a[k], b[k], rtol=1e-2, atol=2e-3)]
+
+    def close(k: str) -> bool:
+        if any(k == s or k.endswith("." + s) for s in loose):
+            return bool((a[k] - b[k]).abs().max() <= loose_atol)
+        return torch.allclose(a[k], b[k], rtol=1e-2, atol=2e-3)
+
+    far = [k for k in a if a[k].is_floating_point() and not close(k)]
     assert not far, f"tensors differ beyond the cross-CPU tolerance: {far[:5]}"
+
+
+def _adam_params(nets: dict[str, torch.nn.Module]) -> frozenset[str]:
+    """The names of the networks' parameters, as ``NET.path``.
+
+    Adam's step is about its learning rate whatever the gradient's size, so where a gradient is tiny (a bias feeding a
+    normalisation layer has an exactly zero one) a round-off difference of another CPU or torch build becomes a
+    difference of up to ~lr per step. Against fixtures written by another build these parameters can agree only within
+    ``lr`` x steps; optimiser moments, RNG states and counters keep the tight or exact checks."""
+    return frozenset(f"{name}.{p}" for name, net in nets.items() for p, _ in net.named_parameters())
 
 
 def test_v01_classifier_checkpoint_resumes_bit_identical(ds, tmp_path):
@@ -127,11 +146,15 @@ def test_v01_advgan_checkpoint_resumes_bit_identical(ds, tmp_path):
     cfg = AdvGANConfig(eps=0.3, width=4, beta=1.0, g_steps=1, div_weight=0.0, spread_weight=0.0, ema_decay=None, **COMMON)
     d, now = _resume(tmp_path, "advgan"), tmp_path / "now"
     with pytest.warns(UserWarning, match="is it trained"):
-        AdvGAN(_clf(), cfg).fit(ds, epochs=1, out_dir=now)
-        exact = _same_checkpoint(d / "checkpoint" / "checkpoint.safetensors", now / "checkpoint" / "checkpoint.safetensors")
+        m = AdvGAN(_clf(), cfg)
+        # G's and D's weights: within Adam's ~lr per step of each other (2 epochs x 3 batches) unless bit-identical
+        loose = dict(loose=_adam_params(m.nets), loose_atol=2 * max(cfg.lr_g, cfg.lr_d) * 2 * 3)
+        m.fit(ds, epochs=1, out_dir=now)
+        exact = _same_checkpoint(d / "checkpoint" / "checkpoint.safetensors", now / "checkpoint" / "checkpoint.safetensors",
+                                 **loose)
         AdvGAN(_clf(), cfg).fit(ds, epochs=2, out_dir=d)
         AdvGAN(_clf(), cfg).fit(ds, epochs=2, out_dir=now)
-    _same(load_tensors(d / "weights.safetensors"), load_tensors(now / "weights.safetensors"), exact=exact)
+    _same(load_tensors(d / "weights.safetensors"), load_tensors(now / "weights.safetensors"), exact=exact, **loose)
 
 
 def test_v01_finetune_checkpoint_resumes_bit_identical(ds, tmp_path):
