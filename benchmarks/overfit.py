@@ -66,6 +66,9 @@ METHODS = {
     "advgan-at-sdi-h-frozen": {**_SDI, "gen_init_step": 0.5, "gen_lr": 1e-9},  # control: G stays at its random init
     "advgan-at-sdi-min": {**_SDI, "gen_init_step": 0.5, "gen_fraction": 0.0625, "gen_width": 4},  # G on 1/16 of a batch
     "advgan-at-sdi-w2": {**_SDI, "gen_init_step": 0.5, "gen_fraction": 0.0625, "gen_width": 2},  # ... quarter-width G
+    # G as C's gradient-reversal partner: it ascends C's own loss from C's backward, on every row (no G step)
+    **{f"advgan-at-rev-w{w}": {**_SDI, "gen_init_step": 0.5, "gen_fraction": 1.0, "gen_reverse": True, "gen_width": w}
+       for w in (2, 4, 8)},
     "advgan-at-kl": {"method": "advgan-at", "gen_mix": 0.5, "gen_kl": 1.0, "gen_alpha": 0.0, "gen_fraction": 0.25},
 }
 

@@ -24,6 +24,9 @@ generated batch, so G learns a gradient-informed step instead of an input-only m
 the generator becomes a learned, input-dependent initialisation of a one-step attack (Jia et al. 2022, "Boosting fast
 adversarial training with learnable adversarial initialization"), trained, as there, on C's loss *after* the step
 (the step's direction is a constant to G); one forward and backward of C per generated row, in C's and in G's step.
+``gen_reverse`` drops G's own step: G is C's gradient-reversal partner on the engine (``Player(ascent_of="C")``)
+and steps, from C's own backward, *up* C's loss on the generated rows (cross-entropy, not the C&W margin; no D),
+on every row of every batch, for the price of G's backward — the simultaneous descent-ascent form of the game.
 The other techniques follow Lee et al. 2017 (Generative Adversarial Trainer: online generator, clean + adversarial loss) and Baluja &
 Fischer 2018 (Adversarial Transformation Networks: a feed-forward attacker of one forward pass).
 
@@ -150,6 +153,8 @@ class AdvGANATGame(AdvGANGame):
     def players(self) -> list[Player]:
         c, a = self.fcfg, self.cfg
         players = [Player("C", c.lr, 1, c.betas, c.weight_decay, optimizer=c.optimizer, momentum=c.momentum, frozen_mode="eval")]
+        if c.gen_reverse:  # G steps inside C's steps, by ascent on C's loss (one backward for both)
+            return players + [Player("G", a.lr_g, 1, a.betas, ascent_of="C")]
         if c.gen_alpha:
             players.append(Player("D", a.lr_d, 1, a.betas))
         return players + [Player("G", a.lr_g, c.gen_steps, a.betas)]
@@ -228,14 +233,17 @@ class AdvGANATGame(AdvGANGame):
         return loss, parts
 
     def classifier_loss(self, net: nn.Module, G: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, LossParts]:
-        """C's loss on clean + generated (+ fgsm-rs) examples; G is used without gradients."""
+        """C's loss on clean + generated (+ fgsm-rs) examples; G is used without gradients (``gen_reverse``: with
+        them, and the engine steps G up this same loss)."""
         c = self.fcfg
         k = int(round(c.gen_mix * x.shape[0]))  # the first k from fgsm-rs, the rest from G (G runs on those only)
         parts_adv = []
         if k:
             parts_adv.append(pgd_train_examples(self.clf, x[:k], y[:k], self._threat, steps=1, step_size=1.25 * self._threat.eps))
         if k < x.shape[0]:
-            with torch.no_grad():  # (gen_init: the FGSM step from G's example takes its own gradient inside)
+            # gen_reverse: G's graph is kept, so C's backward also gives G the (reversed) gradient of this loss;
+            # else without gradients. (gen_init: the FGSM step from G's example takes its own gradient inside.)
+            with torch.set_grad_enabled(c.gen_reverse):
                 parts_adv.append(self.adversarial(x[k:], None, G, y=y[k:])[0])
         x_adv = torch.cat(parts_adv)
         need_clean = c.gen_clean > 0 or c.gen_kl > 0

@@ -110,6 +110,7 @@ class FinetuneConfig(EngineConfig):
     gen_grad: Annotated[bool, Boolean()] = False      #: advgan-at: G also reads the classifier's input-gradient sign (L2L)
     gen_init: Annotated[bool, Boolean()] = False      #: advgan-at: G's example starts one FGSM step (learned init)
     gen_init_step: Annotated[float, Real(0, 2, closed=(False, True))] = 1.0  #: advgan-at, gen_init: the step, x eps
+    gen_reverse: Annotated[bool, Boolean()] = False   #: advgan-at: G ascends C's own loss in C's step (gradient reversal)
 
     def validate(self) -> None:
         object.__setattr__(self, "eps", check_eps(self.eps, self.norm))
@@ -120,6 +121,10 @@ class FinetuneConfig(EngineConfig):
                             f"got {type(self.augmix_corruptions).__name__}.")
         if self.augmix_corruptions:
             corruption_names(_names(self.augmix_corruptions))
+        if self.gen_reverse and (self.gen_alpha or self.gen_steps != 1 or self.gen_fraction != 1.0):
+            raise ValueError(f"gen_reverse=True trains G inside C's step, on C's loss for every generated row, with no "
+                             f"discriminator: set gen_alpha=0, gen_steps=1 and gen_fraction=1 (got gen_alpha={self.gen_alpha:g}, "
+                             f"gen_steps={self.gen_steps}, gen_fraction={self.gen_fraction:g}).")
         if self.method == "augment" and self.fraction == 0:
             raise ValueError("fraction=0 replaces nothing: method 'augment' would be plain training. Use fraction in (0, 1].")
 

@@ -284,3 +284,43 @@ def test_generator_of_the_init_trains_on_the_loss_after_the_step(clf, mnist, idx
     for bad in (0.0, -1.0, 2.5):
         with pytest.raises(ValueError, match="gen_init_step"):
             _cfg(gen_init=True, gen_init_step=bad)
+
+
+def test_gen_reverse_steps_g_up_cs_own_loss_in_cs_step(clf, mnist, idx):
+    """gen_reverse: G is C's gradient-reversal partner (no loss call, no step of its own): from C's one backward C
+    steps down and G steps up C's loss on the generated rows, so after G's step that same loss is higher."""
+    cfg = _cfg(gen_init=True, gen_init_step=0.5, gen_mix=0.0, gen_noise=0, gen_alpha=0.0, gen_kl=0.0, gen_clean=0.0,
+               gen_reverse=True, gen_width=2, gen_lr=1e-2)
+    game = AdvGANATGame(clf, cfg)
+    assert [(p.name, p.ascent_of) for p in game.players()] == [("C", None), ("G", "C")]
+    x, y = mnist[0].images[:64], mnist[0].labels[:64]
+    game._threat = ThreatModel("linf", EPS)
+    G = game.nets["G"]
+    G.requires_grad_(True)
+
+    def adv_loss() -> float:
+        torch.manual_seed(0)
+        with torch.no_grad():
+            xa = game.adversarial(x, None, G, y=y)[0]
+            return float(F.cross_entropy(clf.eval()(xa), y))
+
+    before = adv_loss()
+    loss, _ = game.classifier_loss(clf, G, x, y)
+    loss.backward()
+    assert all(p.grad is not None for p in G.parameters())  # C's loss reaches G through the generated rows
+    opt = torch.optim.SGD(G.parameters(), lr=0.5)
+    for p in G.parameters():
+        p.grad.neg_()  # what the engine does for an ascent_of partner
+    opt.step()
+    assert adv_loss() > before  # G's step raised C's loss on its examples
+    from advgan.engine import Run
+
+    fresh = AdvGANATGame(copy.deepcopy(clf), cfg)
+    before_run = {n: _state(net) for n, net in fresh.nets.items()}
+    hist = Run(fresh, cfg).train(_loader(mnist, idx), 1)
+    for name, net in fresh.nets.items():  # the engine stepped both, G with no step of its own
+        assert not _same(before_run[name], _state(net)), f"{name} did not change"
+    assert "G/loss" not in hist.steps[-1] and "C/ce_adv" in hist.steps[-1]  # one loss, C's
+    for bad in (dict(gen_alpha=1.0), dict(gen_steps=2), dict(gen_fraction=0.5)):
+        with pytest.raises(ValueError, match="gen_reverse"):
+            _cfg(gen_reverse=True, **{"gen_alpha": 0.0, **bad})

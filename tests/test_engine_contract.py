@@ -161,3 +161,54 @@ def test_no_deprecation_warning_for_library_models(mnist):
     with warnings.catch_warnings():
         warnings.simplefilter("error", DeprecationWarning)
         GAN(GANConfig(z_dim=2, g_width=8, d_width=8, batch_size=64, **CFG), (2,)).fit(pts, 1)
+
+
+class Bilinear(MinMaxGame):
+    """``min_a max_b  a * b * mean(x)`` with b as a's gradient-reversal partner (one loss, one backward)."""
+
+    kind = "reversal"
+
+    def __init__(self, players=None, use_b=True) -> None:
+        self.nets = {"A": nn.Linear(1, 1, bias=False), "B": nn.Linear(1, 1, bias=False)}
+        for net in self.nets.values():
+            nn.init.constant_(net.weight, 1.0)
+        self._players, self.use_b, self.calls = players, use_b, []
+
+    def players(self):
+        return self._players or [Player("A", 0.1, 1, optimizer="sgd", momentum=0.0),
+                                 Player("B", 0.1, 1, optimizer="sgd", momentum=0.0, ascent_of="A")]
+
+    def loss(self, player, nets, batch, step):
+        self.calls.append((player, nets["B"].weight.requires_grad))
+        b = nets["B"].weight.sum() if self.use_b else torch.tensor(1.0)
+        return nets["A"].weight.sum() * b * batch[0].mean(), {}
+
+
+def test_a_gradient_reversal_partner_ascends_its_hosts_loss_from_the_same_backward():
+    x = torch.full((4, 1), 2.0)
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x), batch_size=4)
+    game = Bilinear()
+    MinMaxTrainer(game, TrainConfig(**CFG)).fit(loader, epochs=1)
+    a, b = (game.nets[k].weight.item() for k in "AB")
+    # one step from a = b = 1 on L = 2ab: a descends (dL/da = 2b = 2), b ascends (dL/db = 2a = 2), same lr 0.1
+    assert a == pytest.approx(0.8) and b == pytest.approx(1.2)
+    assert game.calls == [("A", True)], "the partner has no loss call of its own and trains in its host's"
+    unused = Bilinear(use_b=False)  # a partner that takes no part in a loss is left as it is
+    MinMaxTrainer(unused, TrainConfig(**CFG)).fit(loader, epochs=1)
+    assert unused.nets["B"].weight.item() == 1.0 and unused.nets["A"].weight.item() == pytest.approx(0.8)
+
+
+@pytest.mark.parametrize("players, match", [
+    ([Player("A", 0.1), Player("B", 0.1, ascent_of="C")], "not a stepping player"),
+    ([Player("B", 0.1, ascent_of="A"), Player("A", 0.1)], "listed first"),
+    ([Player("A", 0.1), Player("C", 0.1, ascent_of="A"), Player("B", 0.1, ascent_of="C")], "not a stepping player"),
+])
+def test_a_partner_of_no_stepping_player_is_refused_before_any_work(players, match):
+    game = Bilinear(players=players)
+    game.nets["C"] = nn.Linear(1, 1)
+    before = {k: v.weight.detach().clone() for k, v in game.nets.items()}
+    with pytest.raises(ValueError, match=match):
+        MinMaxTrainer(game, TrainConfig(**CFG))
+    assert all(torch.equal(before[k], v.weight) for k, v in game.nets.items())
+    with pytest.raises(ValueError, match="ascent_of"):
+        Player("A", 0.1, ascent_of="A")

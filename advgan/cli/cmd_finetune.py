@@ -16,7 +16,7 @@ HELP = ("fine-tune a classifier for robustness (adversarial augmentation, PGD-AT
 FIELDS = ("method", "eps", "norm", "epochs", "fraction", "mode", "pgd_steps", "eps_ramp_epochs", "trades_beta", "mart_beta",
           "nfgsm_k", "awp_gamma", "awp_base", "awp_warmup_epochs", "optimizer", "lr", "batch_size", "grad_clip", "amp",
           "val_batches", "gen_steps", "gen_noise", "gen_mix", "gen_clean", "gen_kl", "gen_alpha", "gen_kappa", "gen_lr",
-          "gen_width", "gen_fraction", "gen_grad", "gen_init", "gen_init_step") + RUN_FLAGS
+          "gen_width", "gen_fraction", "gen_grad", "gen_init", "gen_init_step", "gen_reverse") + RUN_FLAGS
 #: this command's defaults where they differ from FinetuneConfig's (method "pgd-at", epochs 5): augment, for 3 epochs
 DEFAULTS = {"method": "augment", "epochs": 3}
 

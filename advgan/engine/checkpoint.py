@@ -151,7 +151,7 @@ ADDED_FIELDS: dict[str, Any] = {"augmix_width": 3, "augmix_depth": -1, "augmix_s
                                 "awp_warmup_epochs": 0.0, "gen_steps": 1, "gen_noise": 0, "gen_mix": 0.0, "gen_clean": 0.5,
                                 "gen_kl": 0.0, "gen_alpha": 1.0, "gen_kappa": 10.0, "gen_lr": 3e-3, "gen_width": 8,
                                 "gen_fraction": 1.0, "gen_grad": False, "gen_init": False,
-                                "gen_init_step": 1.0}
+                                "gen_init_step": 1.0, "gen_reverse": False}
 
 
 def _check_fingerprint(path: Path, stored: Any, now: Mapping[str, Any] | None) -> None:

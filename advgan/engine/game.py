@@ -3,8 +3,10 @@
 A game names its trainable networks (``nets``), lists its players in update order (``players()``) and
 returns a player's loss (``loss(player, nets, batch, step)``). ``nets`` is what the engine passes: the
 active player's network possibly wrapped (DistributedDataParallel, ``torch.compile``), the other players'
-networks as they are (frozen: no parameter gradients). A game never sees the trainer; side concerns
-(validation, sample grids, guards) are :class:`~advgan.engine.callbacks.Callback` objects.
+networks as they are (frozen: no parameter gradients). A player marked ``ascent_of="C"`` is C's
+gradient-reversal partner: it is active (wrapped, with gradients) during C's steps and steps, from C's backward,
+on the negated gradient, so one loss serves a min-max pair (the game's loss for C is the pair's objective).
+A game never sees the trainer; side concerns (validation, sample grids, guards) are :class:`~advgan.engine.callbacks.Callback` objects.
 
 ``loss(player, batch, step)`` (the 0.1 form, without ``nets``) still works on every game: it uses the
 game's own networks, which is what a direct call from a test or a notebook wants.
@@ -44,10 +46,15 @@ class Player:
     optimizer: str = "adam"            #: adam | adamw (decoupled weight decay) | sgd (with ``momentum``)
     momentum: float = 0.9              #: SGD momentum (Nesterov when > 0); ignored by adam / adamw
     frozen_mode: str = "train"         #: how this network runs while another player steps: train (as is) | eval
+    #: a gradient-reversal partner: this player has no loss (and no steps) of its own; it trains in the named player's
+    #: steps, from the same backward, by gradient *ascent* on that player's loss (``steps`` is ignored)
+    ascent_of: str | None = None
 
     def __post_init__(self) -> None:
         check_positive_int(self.steps, "steps")
         check_choice(self.frozen_mode, "frozen_mode", FROZEN_MODES)
+        if self.ascent_of is not None and (not isinstance(self.ascent_of, str) or self.ascent_of == self.name):
+            raise ValueError(f"player {self.name!r}: ascent_of must name another player, got {self.ascent_of!r}.")
 
 
 def takes_nets(loss: Callable[..., Any]) -> bool:

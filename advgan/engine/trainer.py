@@ -67,6 +67,7 @@ class MinMaxTrainer:
         unknown = [p.name for p in self.players if p.name not in game.nets]
         if unknown:
             raise ValueError(f"players {unknown} have no network in game.nets ({list(game.nets)}).")
+        self._partners = check_partners(type(game).__name__, self.players)
         self.checkpointer = Checkpointer(self.out_dir)
         if self.out_dir is not None:  # before any work: a folder that can never receive the checkpoint is refused now
             check_out_dir(run_dir_of(self.out_dir))  # the run folder first (the engine may keep run/checkpoint)
@@ -132,7 +133,8 @@ class MinMaxTrainer:
 
     def nets_for(self, player: str) -> dict[str, nn.Module]:
         """The networks a step of ``player`` sees: its own possibly wrapped (DDP / compiled), the others raw."""
-        return {n: (self._wrapped.get(n, net) if n == player else net) for n, net in self.state.nets.items()}
+        active = {player, *(q.name for q in self._partners.get(player, ()))}
+        return {n: (self._wrapped.get(n, net) if n in active else net) for n, net in self.state.nets.items()}
 
     # ------------------------------------------------------------------ fit
     def fit(self, loader: DataLoader, epochs: int, *, resume: bool = True) -> History:
@@ -246,6 +248,8 @@ class MinMaxTrainer:
         batch = None
         stepped = False
         for pi, p in enumerate(self.players):
+            if p.ascent_of is not None:  # a gradient-reversal partner steps inside its host's steps
+                continue
             for _ in range(p.steps):
                 if pi == 0 or batch is None:
                     try:
@@ -293,34 +297,47 @@ class MinMaxTrainer:
 
     # ------------------------------------------------------------------ one player step
     def _activate(self, player: Player) -> None:
-        """Only ``player`` trains; every other player is frozen (no parameter gradients), in its ``frozen_mode``."""
+        """Only ``player`` (and its gradient-reversal partners) train; every other player is frozen (no parameter
+        gradients), in its ``frozen_mode``."""
+        active = {player.name, *(q.name for q in self._partners.get(player.name, ()))}
         for name, net in self.state.nets.items():
-            net.requires_grad_(name == player.name)
+            net.requires_grad_(name in active)
         for p in self.players:
             if p.frozen_mode == "eval":
-                self.state.nets[p.name].train(p.name == player.name)
+                self.state.nets[p.name].train(p.name in active)
 
     def _player_step(self, p: Player, batch: tuple[Any, ...]) -> tuple[torch.Tensor, dict[str, Any]]:
         self._activate(p)
-        opt = self.state.optimizers[p.name]
-        opt.zero_grad(set_to_none=True)
+        partners = [q.name for q in self._partners.get(p.name, ())]
+        opts = {n: self.state.optimizers[n] for n in [p.name, *partners]}
+        for opt in opts.values():
+            opt.zero_grad(set_to_none=True)
         with self.autocast:
             loss, parts = self._loss(p.name, batch)
-        scaler = self.state.scalers.get(p.name)
+        scaler = self.state.scalers.get(p.name)  # the host's scaler scales the one backward: it steps every optimizer
         if scaler is not None:
             scaler.scale(loss).backward()
         else:
             loss.backward()
-        params = [q for q in self.state.nets[p.name].parameters() if q.grad is not None]
-        if self.config.grad_clip:
+        for n, opt in opts.items():
+            params = [q for q in self.state.nets[n].parameters() if q.grad is not None]
+            if n != p.name:
+                if not params:  # the partner took no part in this loss: nothing to step (a no-op step keeps
+                    if scaler is None:  # the LR scheduler's order check quiet; a scaler would refuse it)
+                        opt.step()
+                    continue
+                for q in params:
+                    q.grad.neg_()  # type: ignore[union-attr]  # ascent: the reversed gradient
+            if self.config.grad_clip:
+                if scaler is not None:
+                    scaler.unscale_(opt)
+                torch.nn.utils.clip_grad_norm_(params, self.config.grad_clip)
             if scaler is not None:
-                scaler.unscale_(opt)
-            torch.nn.utils.clip_grad_norm_(params, self.config.grad_clip)
+                scaler.step(opt)
+            else:
+                opt.step()
         if scaler is not None:
-            scaler.step(opt)
             scaler.update()
-        else:
-            opt.step()
         return loss.detach().float(), parts
 
     def _loss(self, player: str, batch: tuple[Any, ...]) -> tuple[torch.Tensor, dict[str, Any]]:
@@ -395,3 +412,20 @@ class MinMaxTrainer:
 
 def _callback_name(cb: Callback) -> str:
     return cb.name or type(cb).__name__
+
+
+def check_partners(game: str, players: Sequence[Player]) -> dict[str, list[Player]]:
+    """``{host: [its gradient-reversal partners]}`` of a schedule; a partner of no player in it, a partner of a
+    partner, or a partner listed first (the first player draws the batches) is refused."""
+    names = {p.name for p in players}
+    out: dict[str, list[Player]] = {}
+    for i, p in enumerate(players):
+        if p.ascent_of is None:
+            continue
+        host = next((q for q in players if q.name == p.ascent_of), None)
+        if host is None or host.ascent_of is not None or i == 0:
+            why = ("is listed first (the first player draws each batch; list the host first)" if i == 0 and host is not None
+                   else f"names {p.ascent_of!r}, which is not a stepping player of {sorted(names)}")
+            raise ValueError(f"{game}.players(): player {p.name!r} (ascent_of={p.ascent_of!r}) {why}.")
+        out.setdefault(host.name, []).append(p)
+    return out
