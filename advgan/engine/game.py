@@ -140,3 +140,20 @@ def call_legacy_loss(game: MinMaxGame, fn: Any, player: str, nets: dict[str, nn.
         return fn(player, batch, step)
     finally:
         own.update(swapped)
+
+
+def check_partners(game: str, players: list[Player]) -> dict[str, list[Player]]:
+    """``{host: [its gradient-reversal partners]}`` of a schedule; a partner of no player in it, a partner of a
+    partner, or a partner listed first (the first player draws the batches) is refused."""
+    names = {p.name for p in players}
+    out: dict[str, list[Player]] = {}
+    for i, p in enumerate(players):
+        if p.ascent_of is None:
+            continue
+        host = next((q for q in players if q.name == p.ascent_of), None)
+        if host is None or host.ascent_of is not None or i == 0:
+            why = ("is listed first (the first player draws each batch; list the host first)" if i == 0 and host is not None
+                   else f"names {p.ascent_of!r}, which is not a stepping player of {sorted(names)}")
+            raise ValueError(f"{game}.players(): player {p.name!r} (ascent_of={p.ascent_of!r}) {why}.")
+        out.setdefault(host.name, []).append(p)
+    return out

@@ -38,7 +38,7 @@ from .checkpoint import CHECKPOINT, HISTORY, Checkpointer, comparable_config
 from .config import SCHEDULES, EngineConfig, TrainConfig
 from .datacheck import BatchGuard
 from .fingerprint import data_fingerprint, modules_fingerprint
-from .game import MinMaxGame, Player, call_legacy_loss, uses_nets
+from .game import MinMaxGame, Player, call_legacy_loss, check_partners, uses_nets
 from .history import History
 from .interrupt import SigintStop, TrainingInterrupted, interrupted_error
 from .loaders import check_map_style, loader_generators
@@ -413,19 +413,3 @@ class MinMaxTrainer:
 def _callback_name(cb: Callback) -> str:
     return cb.name or type(cb).__name__
 
-
-def check_partners(game: str, players: Sequence[Player]) -> dict[str, list[Player]]:
-    """``{host: [its gradient-reversal partners]}`` of a schedule; a partner of no player in it, a partner of a
-    partner, or a partner listed first (the first player draws the batches) is refused."""
-    names = {p.name for p in players}
-    out: dict[str, list[Player]] = {}
-    for i, p in enumerate(players):
-        if p.ascent_of is None:
-            continue
-        host = next((q for q in players if q.name == p.ascent_of), None)
-        if host is None or host.ascent_of is not None or i == 0:
-            why = ("is listed first (the first player draws each batch; list the host first)" if i == 0 and host is not None
-                   else f"names {p.ascent_of!r}, which is not a stepping player of {sorted(names)}")
-            raise ValueError(f"{game}.players(): player {p.name!r} (ascent_of={p.ascent_of!r}) {why}.")
-        out.setdefault(host.name, []).append(p)
-    return out
