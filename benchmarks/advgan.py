@@ -206,7 +206,11 @@ def main() -> int:
     if a.out:
         OUT = Path(a.out)
     overrides = {k: json.loads(v) for k, v in (item.split("=", 1) for item in a.set)}
-    AdvGANConfig(**overrides)  # bad overrides fail here, before any training
+    targeted_only = sorted({"aux_weight"} & {k for k, v in overrides.items() if v})
+    if targeted_only and not a.arch and (a.ablation or not {"eps", "pgd", "speed", "blackbox", "second"} <= set(a.skip)):
+        ap.error(f"--set {targeted_only[0]} applies to targeted AdvGANs only: "
+                 "add --skip eps --skip pgd --skip speed --skip blackbox --skip second")
+    AdvGANConfig(**({"targeted": True} if targeted_only else {}), **overrides)  # bad overrides fail here, before any training
     if a.arch:
         return run_natural(a)
     epochs = a.epochs or (2 if a.quick else 10)

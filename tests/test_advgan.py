@@ -165,6 +165,42 @@ def test_target_curriculum_draws_missed_targets_more_often_and_never_the_label(t
     assert float(game.miss[0]) == 0.0      # classes absent from the batch keep their rate
 
 
+def test_aux_classifier_on_d_adds_its_target_loss_to_g_and_learns_labels_and_targets(trained_tiny_clf, mnist, tmp_path):
+    train, _ = mnist
+    sub = data.ImageDataset(train.images[:256], train.labels[:256], 10)
+    with pytest.raises(ValueError, match="needs targeted=True"):
+        AdvGANConfig(aux_weight=1.0)
+    atk = AdvGAN(trained_tiny_clf, AdvGANConfig(eps=0.3, targeted=True, aux_weight=0.5, width=4, g_steps=1, **FAST))
+    assert atk.D.aux is not None and atk.D.aux.out_features == 10
+    x, y = sub.images[:64], sub.labels[:64]
+    # G's loss is the plain targeted loss plus aux_weight times D's cross-entropy on x_adv's targets (same draws)
+    plain = AdvGANConfig(eps=0.3, targeted=True, width=4, g_steps=1, **FAST)
+    from advgan.attacker.game import AdvGANGame
+    base = AdvGANGame(plain, atk.G, atk.D, trained_tiny_clf, num_classes=10, in_chans=1)
+    torch.manual_seed(3)
+    l_aux, parts = atk.game.loss("G", atk.nets, (x, y), 0)
+    torch.manual_seed(3)
+    l_plain, _ = base.loss("G", atk.nets, (x, y), 0)
+    assert float(parts["aux"]) > 0
+    assert float((l_aux - l_plain).detach()) == pytest.approx(0.5 * float(parts["aux"]), rel=1e-4)
+    l_aux.backward()
+    assert atk.G.net[1].weight.grad.abs().sum() > 0
+    atk.G.zero_grad(set_to_none=True)
+    atk.D.zero_grad(set_to_none=True)
+    # D's step trains the head: on real images against the labels, on x_adv against the targets
+    hist = atk.fit(sub, epochs=3)
+    d_aux = [r["D/aux"] for r in hist.steps]
+    assert "G/aux" in hist.steps[-1]
+    assert sum(d_aux[-4:]) / 4 < sum(d_aux[:4]) / 4, "D's auxiliary classifier did not learn"
+    with torch.no_grad():
+        _, c = atk.D(x, with_aux=True)
+    assert float((c.argmax(1) == y).float().mean()) > 0.2  # chance: 0.1
+    atk.save(tmp_path / "aux")
+    again = AdvGAN.load(tmp_path / "aux", trained_tiny_clf)
+    assert again.config.aux_weight == 0.5
+    assert all(torch.equal(a, b) for a, b in zip(again.D.state_dict().values(), atk.D.state_dict().values()))
+
+
 def test_save_load_round_trip_and_refusals(fitted, trained_tiny_clf, small_batch, tmp_path):
     atk, *_ = fitted
     x, _ = small_batch

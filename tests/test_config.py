@@ -155,7 +155,7 @@ def test_cli_flags_and_defaults_are_those_of_0_1():
              # AdvGAN round 2: the training levers and the generator's size
              "train-attacker": {"--g-steps", "--div-weight", "--spread-weight",
                                 "--spread-floor", "--shift", "--ema", "--no-best-epoch", "--width",
-                                "--image-size"},
+                                "--image-size", "--aux-weight"},
              # the defenses issue: MART, AWP, N-FGSM and advgan-at settings
              "finetune": {"--mart-beta", "--nfgsm-k", "--awp-gamma", "--awp-base", "--awp-warmup-epochs", "--gen-steps",
                           "--gen-noise", "--gen-mix", "--gen-clean", "--gen-kl", "--gen-alpha", "--gen-kappa", "--gen-lr",

@@ -65,6 +65,9 @@ class AdvGANConfig(TrainConfig):
     shift: Annotated[int, Integer(0)] = 0                    #: random shift augmentation: up to this many pixels per axis
     #: targeted: draw hard targets more often (weight 1 + s * running miss rate of the target; 0: uniform)
     target_curriculum: Annotated[float, NONNEG] = 0.0
+    #: targeted: weight of an auxiliary target classifier on D (AC-GAN style, after AI-GAN): D learns the true class
+    #: of x and the target of x_adv, and G is pushed to make x_adv read as its target to D too (0: off)
+    aux_weight: Annotated[float, NONNEG] = 0.0
     #: keep the epoch with the best validation ASR (needs a validation set; else the last epoch is kept)
     best_epoch: Annotated[bool, FLAG, RUN] = True
     lr_g: float = 3e-3
@@ -74,6 +77,9 @@ class AdvGANConfig(TrainConfig):
 
     def validate(self) -> None:
         object.__setattr__(self, "eps", check_eps(self.eps, self.norm))
+        if self.aux_weight and not self.targeted:
+            raise ValueError(f"aux_weight={self.aux_weight:g} needs targeted=True: the auxiliary classifier on D learns "
+                             "the targets of the adversarial images; use aux_weight=0 for an untargeted AdvGAN.")
         if self.targeted:  # the class-spread term is untargeted only: a targeted config stores it off
             object.__setattr__(self, "spread_weight", 0.0)
         if not self.spread_weight:  # no term, no floor (so older checkpoints without the floor resume)

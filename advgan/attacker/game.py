@@ -23,8 +23,9 @@ KIND = "advgan"
 
 
 class AdvGANGame(MinMaxGame):
-    """``L_G = L_adv + alpha * L_GAN + beta * L_hinge + div_weight * L_div [+ spread_weight * L_spread]``
-    against ``target`` (frozen); D tells x from x_adv.
+    """``L_G = L_adv + alpha * L_GAN + beta * L_hinge + div_weight * L_div [+ spread_weight * L_spread]
+    [+ aux_weight * L_aux]`` against ``target`` (frozen); D tells x from x_adv (and, with ``aux_weight``, also
+    classifies x by its label and x_adv by its target; ``L_aux`` is that classifier's loss on x_adv's target).
 
     Args:
         config: the AdvGAN settings.
@@ -100,20 +101,33 @@ class AdvGANGame(MinMaxGame):
             x = random_shift(x, self.cfg.shift)
         t = self.draw_targets(y)
         cfg, D, G = self.cfg, nets["D"], nets["G"]
+        t_aux = t if cfg.aux_weight else None  # the targets D's auxiliary classifier learns (None: no classifier)
         if player == "D":
             with torch.no_grad():
                 x_adv, _ = self.adversarial(x, t, G, y=y)
-            return losses.d_loss(cfg.gan_loss, D(x), D(x_adv)), {}
+            if t_aux is None:
+                return losses.d_loss(cfg.gan_loss, D(x), D(x_adv)), {}
+            (p_real, c_real), (p_fake, c_fake) = D(x, with_aux=True), D(x_adv, with_aux=True)
+            l_cls = aux_class_loss(c_real, y) + aux_class_loss(c_fake, t_aux)
+            return losses.d_loss(cfg.gan_loss, p_real, p_fake) + cfg.aux_weight * l_cls, {"aux": l_cls.detach()}
         x_adv, delta = self.adversarial(x, t, G, y=y)
         logits = self.attacked(nets)(x_adv)
         l_adv = cw_margin(logits, y, t, cfg.kappa).mean()
-        l_gan = losses.g_loss(cfg.gan_loss, D(x_adv))
+        parts: LossParts = {}
+        if t_aux is not None:
+            p_fake, c_fake = D(x_adv, with_aux=True)
+            l_aux = aux_class_loss(c_fake, t_aux)
+            parts["aux"] = l_aux.detach()
+        else:
+            p_fake, l_aux = D(x_adv), None
+        l_gan = losses.g_loss(cfg.gan_loss, p_fake)
         norms = delta.flatten(1).norm(dim=1)
         l_hinge = torch.relu(norms - cfg.hinge_bound(x[0].numel())).mean()
         l_div = batch_shared_energy(delta)
         loss = l_adv + cfg.alpha * l_gan + cfg.beta * l_hinge + cfg.diversity_weight * l_div
+        if l_aux is not None:
+            loss = loss + cfg.aux_weight * l_aux
         hit = is_adversarial(logits.detach(), y, t)
-        parts: LossParts = {}
         if cfg.spread_weight and t is None:  # spread the fooled inputs: the others still need l_adv's push
             l_spread = class_spread(logits, y, hit, floor=cfg.spread_floor)
             loss = loss + cfg.spread_weight * l_spread
@@ -123,6 +137,12 @@ class AdvGANGame(MinMaxGame):
         success = hit.float().mean()
         return loss, {"adv": l_adv.detach(), "gan": l_gan.detach(), "hinge": l_hinge.detach(), "div": l_div.detach(),
                       "l2": norms.detach().mean(), "asr": success, **parts}
+
+
+def aux_class_loss(class_logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """The auxiliary classifier's loss: cross-entropy of D's class logits against ``labels`` (the true classes of
+    clean images, the targets of adversarial ones), as in AC-GAN."""
+    return nn.functional.cross_entropy(class_logits.float(), labels.long())
 
 
 def class_spread(logits: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None = None,

@@ -80,7 +80,8 @@ class AdvGAN(Trainable):
             self.G = build_generator(config, self.in_chans, self.num_classes)
             from ..gans.nets.encdec import ConvDiscriminator
 
-            self.D = ConvDiscriminator(self.in_chans, width=config.width)
+            self.D = ConvDiscriminator(self.in_chans, width=config.width,
+                                       num_classes=self.num_classes if config.aux_weight else 0)
         self.game = self._make_game()
 
     def _make_game(self) -> AdvGANGame:

@@ -11,7 +11,7 @@ NAME = "train-attacker"
 HELP = "train an AdvGAN generator against a saved classifier; saves it, a sample grid, loss curves and test ASR"
 #: AdvGANConfig fields as flags (their defaults)
 FIELDS = ("eps", "norm", "targeted", "batch_size", "generator", "kappa", "alpha", "beta", "g_steps", "div_weight", "spread_weight",
-          "spread_floor", "shift", "ema_decay", "best_epoch", "width", "image_size") + RUN_FLAGS
+          "spread_floor", "aux_weight", "shift", "ema_decay", "best_epoch", "width", "image_size") + RUN_FLAGS
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

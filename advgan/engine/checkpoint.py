@@ -145,7 +145,7 @@ class Checkpointer:
 ADDED_FIELDS: dict[str, Any] = {"augmix_width": 3, "augmix_depth": -1, "augmix_severity": 3, "augmix_alpha": 1.0,
                                 "jsd_lambda": 12.0, "augmix_corruptions": "",
                                 "g_steps": 1, "div_weight": 0.0, "spread_weight": 0.0, "spread_floor": None, "shift": 0, "image_size": None,
-                                "target_curriculum": 0.0,
+                                "target_curriculum": 0.0, "aux_weight": 0.0,
                                 # fine-tuning methods added since 0.1 (their settings do not touch the older methods)
                                 "mart_beta": 6.0, "nfgsm_k": 2.0, "awp_gamma": 5e-3, "awp_base": "pgd-at",
                                 "awp_warmup_epochs": 0.0, "gen_steps": 1, "gen_noise": 0, "gen_mix": 0.0, "gen_clean": 0.5,

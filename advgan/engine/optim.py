@@ -55,3 +55,29 @@ def autocast(device: torch.device, enabled: bool) -> tuple[AbstractContextManage
 
 
 _autocast = autocast  # the 0.1 name
+
+
+def apply_step(host: str, opts: dict[str, torch.optim.Optimizer], nets: dict[str, torch.nn.Module], scaler: Any,
+               grad_clip: float | None) -> None:
+    """Step ``host``'s optimizer (descent) and its gradient-reversal partners' (ascent: their gradients negated)
+    after the one backward; ``scaler`` (the host's GradScaler, or None) steps all of them, ``grad_clip`` clips each
+    network's gradient norm. A partner that took no part in the loss is left as it is."""
+    for n, opt in opts.items():
+        params = [q for q in nets[n].parameters() if q.grad is not None]
+        if n != host:
+            if not params:  # no gradient: nothing to step (a no-op step keeps the LR scheduler's order check
+                if scaler is None:  # quiet; a scaler would refuse a step with no inf checks recorded)
+                    opt.step()
+                continue
+            for q in params:
+                q.grad.neg_()  # type: ignore[union-attr]  # ascent: the reversed gradient
+        if grad_clip:
+            if scaler is not None:
+                scaler.unscale_(opt)
+            torch.nn.utils.clip_grad_norm_(params, grad_clip)
+        if scaler is not None:
+            scaler.step(opt)
+        else:
+            opt.step()
+    if scaler is not None:
+        scaler.update()

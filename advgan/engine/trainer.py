@@ -42,7 +42,7 @@ from .game import MinMaxGame, Player, call_legacy_loss, check_partners, uses_net
 from .history import History
 from .interrupt import SigintStop, TrainingInterrupted, interrupted_error
 from .loaders import check_map_style, loader_generators
-from .optim import autocast, make_optimizer, make_schedulers
+from .optim import apply_step, autocast, make_optimizer, make_schedulers
 from .rundir import RunLock, check_out_dir, run_dir_of
 from .state import TrainState
 from .steplog import DivergenceError, divergence_error, to_records
@@ -319,25 +319,7 @@ class MinMaxTrainer:
             scaler.scale(loss).backward()
         else:
             loss.backward()
-        for n, opt in opts.items():
-            params = [q for q in self.state.nets[n].parameters() if q.grad is not None]
-            if n != p.name:
-                if not params:  # the partner took no part in this loss: nothing to step (a no-op step keeps
-                    if scaler is None:  # the LR scheduler's order check quiet; a scaler would refuse it)
-                        opt.step()
-                    continue
-                for q in params:
-                    q.grad.neg_()  # type: ignore[union-attr]  # ascent: the reversed gradient
-            if self.config.grad_clip:
-                if scaler is not None:
-                    scaler.unscale_(opt)
-                torch.nn.utils.clip_grad_norm_(params, self.config.grad_clip)
-            if scaler is not None:
-                scaler.step(opt)
-            else:
-                opt.step()
-        if scaler is not None:
-            scaler.update()
+        apply_step(p.name, opts, self.state.nets, scaler, self.config.grad_clip)
         return loss.detach().float(), parts
 
     def _loss(self, player: str, batch: tuple[Any, ...]) -> tuple[torch.Tensor, dict[str, Any]]:

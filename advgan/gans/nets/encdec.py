@@ -130,22 +130,36 @@ class ResNetGenerator(nn.Module):
 
 
 class ConvDiscriminator(nn.Module):
-    """Small PatchGAN-style discriminator: ``C(w), C(2w), C(4w)`` stride-2 convs, then one logit per patch."""
+    """Small PatchGAN-style discriminator: ``C(w), C(2w), C(4w)`` stride-2 convs, then one logit per patch.
 
-    def __init__(self, in_chans: int = 1, *, width: int = 8) -> None:
+    With ``num_classes > 0`` it also has an auxiliary classifier (AC-GAN style): a linear head on the
+    globally pooled last features; ``D(x, with_aux=True)`` returns ``(patch logits, class logits)`` from one pass.
+    """
+
+    def __init__(self, in_chans: int = 1, *, width: int = 8, num_classes: int = 0) -> None:
         super().__init__()
         Integer(1)(width, "width")
+        Integer(0)(num_classes, "num_classes")
         w = width
+        self.num_classes = num_classes
         self.net = nn.Sequential(
             nn.Conv2d(in_chans, w, 4, 2, 1), nn.LeakyReLU(0.2, inplace=True),
             nn.Conv2d(w, 2 * w, 4, 2, 1), nn.InstanceNorm2d(2 * w, affine=True), nn.LeakyReLU(0.2, inplace=True),
             nn.Conv2d(2 * w, 4 * w, 4, 2, 1), nn.InstanceNorm2d(4 * w, affine=True), nn.LeakyReLU(0.2, inplace=True),
             nn.Conv2d(4 * w, 1, 1),
         )
+        self.aux = nn.Linear(4 * w, num_classes) if num_classes else None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, with_aux: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         x, _ = _pad_to(x, 8)
-        return self.net(x)
+        if not with_aux:
+            return self.net(x)
+        if self.aux is None:
+            raise ValueError("this discriminator has no auxiliary classifier (num_classes=0).")
+        h = x
+        for layer in self.net[:-1]:
+            h = layer(h)
+        return self.net[-1](h), self.aux(h.mean((2, 3)))
 
 
 class UNetPerturbation(nn.Module):
@@ -186,6 +200,6 @@ def unet_perturbation(in_chans: int = 1, out_chans: int | None = None, *, width:
 
 
 @register_net("advgan_d")
-def conv_discriminator(in_chans: int = 1, *, width: int = 8) -> ConvDiscriminator:
+def conv_discriminator(in_chans: int = 1, *, width: int = 8, num_classes: int = 0) -> ConvDiscriminator:
     """Factory for the net registry (name ``"advgan_d"``)."""
-    return ConvDiscriminator(in_chans, width=width)
+    return ConvDiscriminator(in_chans, width=width, num_classes=num_classes)
