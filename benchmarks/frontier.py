@@ -57,6 +57,7 @@ SETTINGS.update({
     "mart-b3": {"method": "mart", "mart_beta": 3.0},
     "awp-g1e3": {"method": "awp", "awp_base": "pgd-at", "awp_gamma": 1e-3},
     "awp-w4": {"method": "awp", "awp_base": "pgd-at", "awp_warmup_epochs": 4.0},
+    "awp-trades-g1e3": {"method": "awp", "awp_base": "trades", "awp_gamma": 1e-3},
     # advgan-at screen: the generator alone (no fgsm-rs share, no KL: the 0.2 defaults) and with the gradient input
     "advgan-at-bare": {"method": "advgan-at", "gen_mix": 0.0, "gen_kl": 0.0},
     "advgan-at-grad": {"method": "advgan-at", "gen_grad": True},
