@@ -156,9 +156,7 @@ class ConvDiscriminator(nn.Module):
             return self.net(x)
         if self.aux is None:
             raise ValueError("this discriminator has no auxiliary classifier (num_classes=0).")
-        h = x
-        for layer in self.net[:-1]:
-            h = layer(h)
+        h = self.net[:-1](x)  # the features before the patch logits
         return self.net[-1](h), self.aux(h.mean((2, 3)))
 
 
