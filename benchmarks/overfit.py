@@ -84,6 +84,8 @@ def main() -> int:
     ap.add_argument("--probe-only", action="store_true",
                     help="only time the methods' epochs against a clean epoch (side by side, one process) and stop")
     ap.add_argument("--probe-rounds", type=int, default=3, help="round-robin repeats of the probe (median)")
+    ap.add_argument("--seed", type=int, default=0,
+                    help="seed of the fine-tuning runs and their data order (the target and the splits stay at seed 0)")
     ap.add_argument("--tag", default="")
     ap.add_argument("--work", default=str(ROOT / "runs" / "bench_overfit"))
     args = ap.parse_args()
@@ -96,14 +98,14 @@ def main() -> int:
     if args.tag and not args.tag.replace("-", "").replace("_", "").isalnum():
         ap.error(f"--tag must be letters, digits, - or _, got {args.tag!r}")
     torch.set_num_threads(1)
-    seed = 0
+    seed, ft_seed = 0, args.seed
     work = Path(args.work) / (args.tag or "default")
     train, test = data.load("mnist5k")
     perm = torch.randperm(len(test), generator=torch.Generator().manual_seed(seed)).tolist()
     val_loader = data.loader(Subset(test, perm[-250:]), 250, shuffle=False)
     x_eval = torch.stack([test[i][0] for i in perm[:500]])
     y_eval = torch.tensor([int(test[i][1]) for i in perm[:500]])
-    train_loader = data.loader(train, 128, shuffle=True, seed=seed)
+    train_loader = data.loader(train, 128, shuffle=True, seed=ft_seed)
     clf, thist = train_classifier(Classifier.create("small_cnn", 10, in_chans=1, seed=seed), train, test,
                                   ClassifierConfig(progress=False, seed=seed), epochs=4, out_dir=work / "target")
     print(f"target small_cnn: test accuracy {thist.epochs[-1]['test_accuracy']:.4f}", flush=True)
@@ -127,7 +129,7 @@ def main() -> int:
     rows = []
     for name in names:
         extra = {"lr": args.lr} if args.lr is not None else {}
-        cfg = FinetuneConfig(eps=args.eps, epochs=args.epochs, eps_ramp_epochs=args.ramp, progress=False, seed=seed,
+        cfg = FinetuneConfig(eps=args.eps, epochs=args.epochs, eps_ramp_epochs=args.ramp, progress=False, seed=ft_seed,
                              device="cpu", **METHODS[name], **extra)
         t0 = time.perf_counter()
         robust, hist = finetune(clf, train_loader, cfg, val_loader=val_loader, out_dir=work / name)
@@ -172,7 +174,7 @@ def _epoch_mean(steps: list[dict], epoch: int, key: str) -> float | None:
 def _write(args: argparse.Namespace, rows: list[dict], clf_acc: float) -> None:
     out = ROOT / "benchmarks" / "results" / f"overfit{'_' + args.tag if args.tag else ''}.json"
     out.write_text(json.dumps({"benchmark": "overfit", "eps": args.eps, "epochs": args.epochs, "eps_ramp_epochs": args.ramp,
-                               "lr": args.lr, "target_clean": clf_acc, "val_images": 250, "eval_images": 500,
+                               "lr": args.lr, "seed": args.seed, "target_clean": clf_acc, "val_images": 250, "eval_images": 500,
                                "threads": 1, "machine": platform.platform(), "rows": rows}, indent=1))
     try:
         import matplotlib
