@@ -35,10 +35,11 @@ from advgan import data  # noqa: E402
 from advgan.training import ClassifierConfig, train_classifier  # noqa: E402
 from attacks import PGD, Classifier, measure  # noqa: E402
 from defenses import FinetuneConfig, finetune  # noqa: E402
+from defenses.advgan_at import GAN_GAME  # noqa: E402
 from defenses.report import epoch_seconds  # noqa: E402
 
 #: the full recipe; each ablation row removes (or changes) one part of it
-FULL = dict(gen_noise=2, gen_mix=0.5, eps_ramp_epochs=2.0, gen_kl=1.0, gen_steps=1, gen_alpha=1.0)
+FULL = dict(GAN_GAME, gen_noise=2, gen_mix=0.5, eps_ramp_epochs=2.0, gen_kl=1.0, gen_steps=1, gen_alpha=1.0)
 VARIANTS: dict[str, dict[str, Any]] = {
     "full": {},
     "full - noise": {"gen_noise": 0},

@@ -30,6 +30,7 @@ from advgan.attacker import AdvGANConfig
 from advgan.training import ClassifierConfig, train_classifier
 from attacks import PGD, Classifier, available_attacks, evaluate, make_attack, measure
 from defenses import METHODS, FinetuneConfig, finetune, retrain_attacker
+from defenses.advgan_at import GAN_GAME
 from defenses.report import epoch_seconds
 
 #: every frontier method and its settings on top of the shared ones (clean = the cost unit)
@@ -41,7 +42,7 @@ SETTINGS: dict[str, dict[str, Any]] = {
     "trades": {"method": "trades"},
     "mart": {"method": "mart"},
     "awp": {"method": "awp", "awp_base": "pgd-at"},
-    "advgan-at": {"method": "advgan-at"},
+    "advgan-at": {"method": "advgan-at"},  # the defaults: G a learned FGSM start, trained by gradient reversal
 }
 DEFAULT_METHODS = tuple(m for m in SETTINGS if SETTINGS[m]["method"] in METHODS)
 #: variants for screens (``--methods``), not on the default frontier
@@ -58,10 +59,12 @@ SETTINGS.update({
     "awp-g1e3": {"method": "awp", "awp_base": "pgd-at", "awp_gamma": 1e-3},
     "awp-w4": {"method": "awp", "awp_base": "pgd-at", "awp_warmup_epochs": 4.0},
     "awp-trades-g1e3": {"method": "awp", "awp_base": "trades", "awp_gamma": 1e-3},
-    # advgan-at screen: the generator alone (no fgsm-rs share, no KL: the 0.2 defaults) and with the gradient input
-    "advgan-at-bare": {"method": "advgan-at", "gen_mix": 0.0, "gen_kl": 0.0},
-    "advgan-at-grad": {"method": "advgan-at", "gen_grad": True},
-    "advgan-at-grad-nomix": {"method": "advgan-at", "gen_grad": True, "gen_mix": 0.0},
+    # advgan-at screen on the D-and-G game (the earlier defaults): the generator alone (no fgsm-rs share, no KL),
+    # and with the gradient input; "advgan-at-game" is the frontier's earlier advgan-at row
+    "advgan-at-game": {"method": "advgan-at", **GAN_GAME},
+    "advgan-at-bare": {"method": "advgan-at", **GAN_GAME, "gen_mix": 0.0, "gen_kl": 0.0},
+    "advgan-at-grad": {"method": "advgan-at", **GAN_GAME, "gen_grad": True},
+    "advgan-at-grad-nomix": {"method": "advgan-at", **GAN_GAME, "gen_grad": True, "gen_mix": 0.0},
 })
 
 

@@ -62,6 +62,12 @@ if TYPE_CHECKING:
 
 KIND = "robust-finetune-advgan-at"
 
+#: advgan-at's defaults before the learned-init recipe became the default (the D-and-G game: G takes its own steps
+#: on AdvGAN's loss against D, C trains on half clean CE, width 8, no FGSM step from G's example); spread them into
+#: ``FinetuneConfig`` to reproduce the rows measured with them (``FinetuneConfig(method="advgan-at", **GAN_GAME)``)
+GAN_GAME: dict[str, Any] = {"gen_clean": 0.5, "gen_alpha": 1.0, "gen_width": 8, "gen_init": False, "gen_init_step": 1.0,
+                            "gen_reverse": False}
+
 
 class NoisyGenerator(nn.Module):
     """``G(x [, t]) = inner(cat(x, z) [, t])`` with fresh noise ``z ~ N(0, 1)`` of ``z_chans`` channels per call.
@@ -153,7 +159,7 @@ class AdvGANATGame(AdvGANGame):
     def players(self) -> list[Player]:
         c, a = self.fcfg, self.cfg
         players = [Player("C", c.lr, 1, c.betas, c.weight_decay, optimizer=c.optimizer, momentum=c.momentum, frozen_mode="eval")]
-        if c.gen_reverse:  # G steps inside C's steps, by ascent on C's loss (one backward for both)
+        if c.gen_reverse_on:  # G steps inside C's steps, by ascent on C's loss (one backward for both)
             return players + [Player("G", a.lr_g, 1, a.betas, ascent_of="C")]
         if c.gen_alpha:
             players.append(Player("D", a.lr_d, 1, a.betas))
@@ -243,7 +249,7 @@ class AdvGANATGame(AdvGANGame):
         if k < x.shape[0]:
             # gen_reverse: G's graph is kept, so C's backward also gives G the (reversed) gradient of this loss;
             # else without gradients. (gen_init: the FGSM step from G's example takes its own gradient inside.)
-            with torch.set_grad_enabled(c.gen_reverse):
+            with torch.set_grad_enabled(c.gen_reverse_on):
                 parts_adv.append(self.adversarial(x[k:], None, G, y=y[k:])[0])
         x_adv = torch.cat(parts_adv)
         need_clean = c.gen_clean > 0 or c.gen_kl > 0

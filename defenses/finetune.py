@@ -100,17 +100,19 @@ class FinetuneConfig(EngineConfig):
     gen_steps: Annotated[int, POSITIVE] = 1            #: advgan-at: generator steps per classifier step
     gen_noise: Annotated[int, Integer(0)] = 0          #: advgan-at: noise channels fed to the generator (0: none)
     gen_mix: Annotated[float, Real(0, 1, closed=True)] = 0.0  #: advgan-at: share of each batch from fgsm-rs instead of the generator
-    gen_clean: Annotated[float, Real(0, 1, closed=(True, False))] = 0.5  #: advgan-at: weight of the clean CE (1 - it: generated)
+    gen_clean: Annotated[float, Real(0, 1, closed=(True, False))] = 0.0  #: advgan-at: weight of the clean CE (1 - it: generated)
     gen_kl: Annotated[float, NONNEG] = 0.0             #: advgan-at: weight of the TRADES-style KL(f(x) || f(x_adv))
-    gen_alpha: Annotated[float, NONNEG] = 1.0          #: advgan-at: weight of the discriminator's GAN loss (0: no D)
+    gen_alpha: Annotated[float, NONNEG] = 0.0          #: advgan-at: weight of the discriminator's GAN loss (0: no D)
     gen_kappa: Annotated[float, NONNEG] = 10.0         #: advgan-at: C&W confidence margin of the generator's loss
     gen_lr: Annotated[float, LEARNING_RATE] = 3e-3     #: advgan-at: learning rate of G and D
-    gen_width: Annotated[int, POSITIVE] = 8            #: advgan-at: first-layer channels of G and D
+    gen_width: Annotated[int, POSITIVE] = 2            #: advgan-at: first-layer channels of G and D
     gen_fraction: Annotated[float, Real(0, 1, closed=(False, True))] = 1.0  #: advgan-at: share of each batch G and D train on (cost)
     gen_grad: Annotated[bool, Boolean()] = False      #: advgan-at: G also reads the classifier's input-gradient sign (L2L)
-    gen_init: Annotated[bool, Boolean()] = False      #: advgan-at: G's example starts one FGSM step (learned init)
-    gen_init_step: Annotated[float, Real(0, 2, closed=(False, True))] = 1.0  #: advgan-at, gen_init: the step, x eps
-    gen_reverse: Annotated[bool, Boolean()] = False   #: advgan-at: G ascends C's own loss in C's step (gradient reversal)
+    gen_init: Annotated[bool, Boolean()] = True       #: advgan-at: G's example starts one FGSM step (learned init)
+    gen_init_step: Annotated[float, Real(0, 2, closed=(False, True))] = 0.5  #: advgan-at, gen_init: the step, x eps
+    #: advgan-at: G ascends C's own loss in C's step (gradient reversal; None: on when G needs no step of its own,
+    #: i.e. gen_alpha 0, gen_steps 1 and gen_fraction 1)
+    gen_reverse: Annotated[bool | None, Boolean(optional=True)] = None
 
     def validate(self) -> None:
         object.__setattr__(self, "eps", check_eps(self.eps, self.norm))
@@ -121,16 +123,26 @@ class FinetuneConfig(EngineConfig):
                             f"got {type(self.augmix_corruptions).__name__}.")
         if self.augmix_corruptions:
             corruption_names(_names(self.augmix_corruptions))
-        if self.gen_reverse and (self.gen_alpha or self.gen_steps != 1 or self.gen_fraction != 1.0):
+        if self.gen_reverse and not self._g_needs_no_step:
             raise ValueError(f"gen_reverse=True trains G inside C's step, on C's loss for every generated row, with no "
                              f"discriminator: set gen_alpha=0, gen_steps=1 and gen_fraction=1 (got gen_alpha={self.gen_alpha:g}, "
-                             f"gen_steps={self.gen_steps}, gen_fraction={self.gen_fraction:g}).")
+                             f"gen_steps={self.gen_steps}, gen_fraction={self.gen_fraction:g}), or gen_reverse=None "
+                             "(G then takes its own steps).")
         if self.method == "augment" and self.fraction == 0:
             raise ValueError("fraction=0 replaces nothing: method 'augment' would be plain training. Use fraction in (0, 1].")
 
     @property
     def threat(self) -> ThreatModel:
         return ThreatModel(self.norm, self.eps)
+
+    @property
+    def _g_needs_no_step(self) -> bool:
+        return not self.gen_alpha and self.gen_steps == 1 and self.gen_fraction == 1.0
+
+    @property
+    def gen_reverse_on(self) -> bool:
+        """advgan-at: whether G is C's gradient-reversal partner (``gen_reverse``, or its default when None)."""
+        return self._g_needs_no_step if self.gen_reverse is None else self.gen_reverse
 
     @property
     def guard_on(self) -> bool:

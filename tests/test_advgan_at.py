@@ -1,4 +1,5 @@
-"""advgan-at: the three-player game (C, D, G) of fine-tuning against a generator trained online."""
+"""advgan-at: fine-tuning against a generator trained online (the three-player game C, D, G, and the default: G as C's
+gradient-reversal partner)."""
 from __future__ import annotations
 
 import copy
@@ -15,7 +16,7 @@ from advgan.attacker import AdvGAN, AdvGANConfig
 from attacks import Classifier
 from attacks.threat import ThreatModel
 from defenses import FinetuneConfig, finetune
-from defenses.advgan_at import AdvGANATGame, NoisyGenerator
+from defenses.advgan_at import GAN_GAME, AdvGANATGame, NoisyGenerator
 
 EPS = 0.3
 
@@ -43,8 +44,9 @@ def clf(trained_tiny_clf):
 
 
 def _cfg(**kw) -> FinetuneConfig:
-    base = dict(method="advgan-at", eps=EPS, epochs=1, batch_size=64, progress=False, log_every=1, gen_noise=2, gen_mix=0.5,
-                gen_kl=1.0, eps_ramp_epochs=1.0)
+    """The D-and-G game (the earlier defaults, GAN_GAME) with noise, an fgsm-rs share and the KL term."""
+    base = dict(method="advgan-at", eps=EPS, epochs=1, batch_size=64, progress=False, log_every=1, **GAN_GAME, gen_noise=2,
+                gen_mix=0.5, gen_kl=1.0, eps_ramp_epochs=1.0)
     return FinetuneConfig(**{**base, **kw})
 
 
@@ -324,3 +326,42 @@ def test_gen_reverse_steps_g_up_cs_own_loss_in_cs_step(clf, mnist, idx):
     for bad in (dict(gen_alpha=1.0), dict(gen_steps=2), dict(gen_fraction=0.5)):
         with pytest.raises(ValueError, match="gen_reverse"):
             _cfg(gen_reverse=True, **{"gen_alpha": 0.0, **bad})
+
+
+def test_defaults_are_the_measured_recipe_and_gen_reverse_follows_the_game(clf, mnist, idx, tmp_path):
+    """The defaults are the best advgan-at of the 30-epoch benchmark (benchmarks/overfit.py advgan-at-rev-w2): G (width 2)
+    is the learned start of one FGSM step of eps/2 and C's gradient-reversal partner on C's adversarial CE (no D, no
+    clean CE). ``gen_reverse=None`` turns the reversal off as soon as G needs steps of its own; forcing it on then is
+    refused. The CLI's defaults are the same, with --gen-reverse / --no-gen-reverse to force either way."""
+    cfg = FinetuneConfig(method="advgan-at", eps=EPS, epochs=1, batch_size=64, progress=False, log_every=1)
+    assert cfg.gen_reverse is None and cfg.gen_reverse_on and cfg.gen_init and cfg.gen_init_step == 0.5
+    assert (cfg.gen_alpha, cfg.gen_clean, cfg.gen_width, cfg.gen_mix, cfg.gen_kl) == (0.0, 0.0, 2, 0.0, 0.0)
+    game = AdvGANATGame(clf, cfg)
+    assert [(p.name, p.ascent_of) for p in game.players()] == [("C", None), ("G", "C")] and set(game.nets) == {"C", "G"}
+    n_g = sum(p.numel() for p in game.nets["G"].parameters())
+    assert n_g * 4 < sum(p.numel() for p in AdvGANATGame(clf, _cfg(gen_noise=0)).nets["G"].parameters())  # width 2 vs 8
+    ref = _state(clf)
+    robust, hist = finetune(clf, _loader(mnist, idx), cfg, out_dir=tmp_path / "run")
+    assert _same(ref, _state(clf)) and not _same(ref, _state(robust))
+    assert "G/loss" not in hist.steps[-1] and {"C/ce_adv", "C/adv_acc"} <= set(hist.steps[-1])
+    for kw in (dict(gen_alpha=1.0), dict(gen_steps=2), dict(gen_fraction=0.5)):
+        assert not FinetuneConfig(method="advgan-at", **kw).gen_reverse_on
+        with pytest.raises(ValueError, match="gen_reverse"):
+            FinetuneConfig(method="advgan-at", gen_reverse=True, **kw)
+    assert [p.name for p in AdvGANATGame(clf, FinetuneConfig(method="advgan-at", eps=EPS, gen_alpha=1.0)).players()] == ["C", "D", "G"]
+    assert not FinetuneConfig(method="advgan-at", gen_reverse=False).gen_reverse_on
+    with pytest.raises(TypeError, match="gen_reverse"):
+        FinetuneConfig(method="advgan-at", gen_reverse="yes")
+    from advgan.cli import build_parser
+    from advgan.cli.cmd_finetune import FIELDS
+    from advgan.cli.flags import config_values
+
+    def parsed(*flags: str) -> dict:
+        args = build_parser().parse_args(["finetune", "--classifier", "c", "--out", "o", "--method", "advgan-at", *flags])
+        return config_values(args, FinetuneConfig, FIELDS)
+
+    assert parsed()["gen_reverse"] is None and parsed("--gen-reverse")["gen_reverse"] is True
+    assert parsed("--no-gen-reverse")["gen_reverse"] is False
+    assert parsed()["gen_init"] is True and parsed("--gen-init")["gen_init"] is True  # --gen-init: kept, a no-op
+    assert parsed("--no-gen-init")["gen_init"] is False
+    assert FinetuneConfig(**parsed()).gen_reverse_on

@@ -159,7 +159,8 @@ def test_cli_flags_and_defaults_are_those_of_0_1():
              # the defenses issue: MART, AWP, N-FGSM and advgan-at settings
              "finetune": {"--mart-beta", "--nfgsm-k", "--awp-gamma", "--awp-base", "--awp-warmup-epochs", "--gen-steps",
                           "--gen-noise", "--gen-mix", "--gen-clean", "--gen-kl", "--gen-alpha", "--gen-kappa", "--gen-lr",
-                          "--gen-width", "--gen-fraction", "--gen-grad", "--gen-init", "--gen-init-step", "--gen-reverse"}}
+                          "--gen-width", "--gen-fraction", "--gen-grad", "--gen-init", "--gen-init-step", "--gen-reverse",
+                          "--no-gen-init", "--no-gen-reverse"}}
     # 0.1 showed None for "AdvGANConfig's default"; the generated flags show the value itself (the same run)
     shown = {("train-attacker", "--batch-size"): "32", ("train-attacker", "--kappa"): "10.0",
              ("train-attacker", "--alpha"): "1.0", ("train-attacker", "--beta"): "0.0"}

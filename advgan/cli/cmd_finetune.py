@@ -36,7 +36,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="write a before/after report (PGD-40, FGSM, AdvGAN sources; --retrain-attacker adds a retrained AdvGAN)")
     p.add_argument("--retrain-attacker", action="store_true", help="report: train a fresh AdvGAN against the fine-tuned model")
     p.add_argument("--out", required=True, help="output directory (re-running resumes)")
-    add_config_flags(p, FinetuneConfig, FIELDS, defaults=DEFAULTS)
+    add_config_flags(p, FinetuneConfig, FIELDS, defaults=DEFAULTS, affirm=("gen_init",))  # gen_init: on since 0.2.x
 
 
 def run(args: argparse.Namespace) -> int:

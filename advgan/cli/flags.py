@@ -3,7 +3,8 @@
 ``add_config_flags(parser, AdvGANConfig, ["eps", "norm", ...])`` adds one flag per field: ``--<field-name>``
 (or the field's ``Flag`` names), its help from the field's ``#:`` comment, its type from the field's
 check (``--epochs 0`` -> ``argument --epochs: expected a positive integer, got 0``), its choices from a
-``Choice``, ``store_true`` for a False-by-default bool and ``--no-<name>`` for a True-by-default one.
+``Choice``, ``store_true`` for a False-by-default bool, ``--no-<name>`` for a True-by-default one, and both
+for an optional bool whose default is None (neither flag: None).
 ``config_values(args, AdvGANConfig, [...])`` collects the parsed values as config keyword arguments.
 
 A command may give a field another default (``defaults=``); each such override is listed where the
@@ -59,8 +60,10 @@ def _default(cls: type, name: str, defaults: Mapping[str, Any]) -> Any:
 
 
 def add_config_flags(p: argparse.ArgumentParser | argparse._ArgumentGroup, cls: type, names: Sequence[str], *,
-                     defaults: Mapping[str, Any] | None = None, helps: Mapping[str, str] | None = None) -> None:
-    """One flag per field of ``cls`` in ``names`` (see the module docstring)."""
+                     defaults: Mapping[str, Any] | None = None, helps: Mapping[str, str] | None = None,
+                     affirm: Sequence[str] = ()) -> None:
+    """One flag per field of ``cls`` in ``names`` (see the module docstring). ``affirm``: True-by-default bools
+    that also keep their ``--x`` flag (a no-op), because their default used to be False."""
     defaults, helps = dict(defaults or {}), dict(helps or {})
     checks, docs, flags = field_checks(cls), field_docs(cls), field_flags(cls)
     known = {f.name for f in dataclasses.fields(cls)}
@@ -71,8 +74,16 @@ def add_config_flags(p: argparse.ArgumentParser | argparse._ArgumentGroup, cls: 
         text = helps.get(name, docs.get(name, "")).replace("%", "%%")  # argparse formats help with %
         names_ = flags.get(name, (name,))
         if isinstance(check, Boolean) or isinstance(default, bool):
-            if default is True:
-                p.add_argument(f"--no-{names_[0].replace('_', '-')}", action="store_true", help=f"do not: {text}" if text else None)
+            neg = f"--no-{names_[0].replace('_', '-')}"
+            if default is None:  # an optional bool: --x sets True, --no-x False, neither leaves None (the field's rule)
+                dest = names_[0].replace("-", "_")
+                p.add_argument(_flag(names_[0]), dest=dest, action="store_const", const=True, default=None, help=text or None)
+                p.add_argument(neg, dest=dest, action="store_const", const=False, help=f"do not: {text}" if text else None)
+            elif default is True:
+                p.add_argument(neg, action="store_true", help=f"do not: {text}" if text else None)
+                if name in affirm:  # the field's default changed to True: its old --x flag still parses (a no-op)
+                    p.add_argument(_flag(names_[0]), dest=f"no_{names_[0].replace('-', '_')}", action="store_false",
+                                   help="on by default (the flag is kept for older scripts)")
             else:
                 p.add_argument(_flag(names_[0]), action="store_true", help=text or None)
             continue

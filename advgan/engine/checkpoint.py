@@ -176,12 +176,24 @@ def _check_fingerprint(path: Path, stored: Any, now: Mapping[str, Any] | None) -
         )
 
 
+#: settings read by one fine-tuning method only (field-name prefix -> method): a checkpoint of another method
+#: without such a field resumes whatever its value (it cannot change that run), e.g. a 0.1 pgd-at run after
+#: advgan-at's defaults changed
+METHOD_FIELDS: dict[str, str] = {"gen_": "advgan-at", "mart_": "mart", "awp_": "awp", "nfgsm_": "n-fgsm"}
+
+
+def _unused_by(stored_train: Mapping[str, Any], field: str) -> bool:
+    """Whether ``field`` is a setting of a method other than the stored run's (so its value cannot matter)."""
+    method = stored_train.get("method")
+    return method is not None and any(field.startswith(pre) and method != m for pre, m in METHOD_FIELDS.items())
+
+
 def _without_retired(stored: Mapping[str, Any], mine: Mapping[str, Any]) -> dict[str, Any]:
     out = dict(stored)
     if isinstance(out.get("train"), Mapping) and isinstance(mine.get("train"), Mapping):
         train = {k: v for k, v in out["train"].items() if k in mine["train"] or k not in RETIRED_FIELDS}
         for k, v in mine["train"].items():
-            if k not in train and k in ADDED_FIELDS and v == ADDED_FIELDS[k]:
+            if k not in train and k in ADDED_FIELDS and (v == ADDED_FIELDS[k] or _unused_by(out["train"], k)):
                 train[k] = v
         out["train"] = train
     return out
