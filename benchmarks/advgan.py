@@ -29,6 +29,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 # this script is named like the package: keep its own folder off the import path
 sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent.resolve()]
@@ -179,6 +180,20 @@ def run_natural(a) -> int:
     return 0
 
 
+def _overrides(ap: argparse.ArgumentParser, items: list[str]) -> dict[str, Any]:
+    """``--set FIELD=VALUE`` items as config overrides: VALUE is JSON (2, 0.5, null, true), else a plain string (unet)."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            ap.error(f"--set takes FIELD=VALUE (e.g. --set width=16), got {item!r}")
+        try:
+            out[key] = json.loads(text)
+        except json.JSONDecodeError:
+            out[key] = text
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer epochs and images (smoke numbers, not the targets)")
@@ -205,12 +220,15 @@ def main() -> int:
     global OUT
     if a.out:
         OUT = Path(a.out)
-    overrides = {k: json.loads(v) for k, v in (item.split("=", 1) for item in a.set)}
+    overrides = _overrides(ap, a.set)
     targeted_only = sorted({"aux_weight"} & {k for k, v in overrides.items() if v})
     if targeted_only and not a.arch and (a.ablation or not {"eps", "pgd", "speed", "blackbox", "second"} <= set(a.skip)):
         ap.error(f"--set {targeted_only[0]} applies to targeted AdvGANs only: "
                  "add --skip eps --skip pgd --skip speed --skip blackbox --skip second")
-    AdvGANConfig(**({"targeted": True} if targeted_only else {}), **overrides)  # bad overrides fail here, before any training
+    try:  # bad overrides fail here, before any training
+        AdvGANConfig(**({"targeted": True} if targeted_only else {}), **overrides)
+    except (TypeError, ValueError) as e:
+        ap.error(f"--set: {e}")
     if a.arch:
         return run_natural(a)
     epochs = a.epochs or (2 if a.quick else 10)
