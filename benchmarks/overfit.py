@@ -42,8 +42,10 @@ from defenses import FinetuneConfig, finetune  # noqa: E402
 from defenses.advgan_at import GAN_GAME  # noqa: E402
 
 #: name -> FinetuneConfig overrides (advgan-at rows start from GAN_GAME, the defaults they were measured with)
+#: advgan-at's earlier defaults (the D-and-G game), the base every advgan-at row below was measured on
+_AT = {"method": "advgan-at", **GAN_GAME}
 #: advgan-at with gen_init and G trained on the loss after the step (Jia et al. 2022): C on the stepped examples only
-_SDI = {"method": "advgan-at", **GAN_GAME, "gen_mix": 0.0, "gen_clean": 0.0, "gen_alpha": 0.0, "gen_fraction": 0.25, "gen_init": True}
+_SDI = {**_AT, "gen_mix": 0.0, "gen_clean": 0.0, "gen_alpha": 0.0, "gen_fraction": 0.25, "gen_init": True}
 METHODS = {
     "clean": {"method": "clean"},  # the cost unit of --probe
     "fgsm-rs-noguard": {"method": "fgsm-rs", "overfit_guard": False},
@@ -53,12 +55,12 @@ METHODS = {
     "n-fgsm-k0.5": {"method": "n-fgsm", "nfgsm_k": 0.5},
     "pgd-at": {"method": "pgd-at"},
     # advgan-at for as long as the one-step methods (#16): half fgsm-rs, half generator, no D, G on a quarter batch
-    "advgan-at-fast": {"method": "advgan-at", **GAN_GAME, "gen_mix": 0.5, "gen_clean": 0.0, "gen_alpha": 0.0, "gen_fraction": 0.25},
-    "advgan-at-fast-grad": {"method": "advgan-at", **GAN_GAME, "gen_mix": 0.5, "gen_clean": 0.0, "gen_alpha": 0.0, "gen_fraction": 0.25,
+    "advgan-at-fast": {**_AT, "gen_mix": 0.5, "gen_clean": 0.0, "gen_alpha": 0.0, "gen_fraction": 0.25},
+    "advgan-at-fast-grad": {**_AT, "gen_mix": 0.5, "gen_clean": 0.0, "gen_alpha": 0.0, "gen_fraction": 0.25,
                             "gen_grad": True},
-    "advgan-at-fast-m75": {"method": "advgan-at", **GAN_GAME, "gen_mix": 0.75, "gen_clean": 0.0, "gen_alpha": 0.0, "gen_fraction": 0.25},
+    "advgan-at-fast-m75": {**_AT, "gen_mix": 0.75, "gen_clean": 0.0, "gen_alpha": 0.0, "gen_fraction": 0.25},
     # G's example starts one FGSM step (a learned initialisation, Jia et al. 2022), every row
-    "advgan-at-init": {"method": "advgan-at", **GAN_GAME, "gen_mix": 0.0, "gen_clean": 0.0, "gen_alpha": 0.0, "gen_fraction": 0.25,
+    "advgan-at-init": {**_AT, "gen_mix": 0.0, "gen_clean": 0.0, "gen_alpha": 0.0, "gen_fraction": 0.25,
                        "gen_init": True},
     # gen_init with G trained on the loss after the step (Jia et al. 2022), the paper's step (eps) and half of it
     "advgan-at-sdi": {**_SDI, "gen_init_step": 1.0},
@@ -70,7 +72,7 @@ METHODS = {
     # G as C's gradient-reversal partner: it ascends C's own loss from C's backward, on every row (no G step)
     **{f"advgan-at-rev-w{w}": {**_SDI, "gen_init_step": 0.5, "gen_fraction": 1.0, "gen_reverse": True, "gen_width": w}
        for w in (2, 4, 8)},
-    "advgan-at-kl": {"method": "advgan-at", **GAN_GAME, "gen_mix": 0.5, "gen_kl": 1.0, "gen_alpha": 0.0, "gen_fraction": 0.25},
+    "advgan-at-kl": {**_AT, "gen_mix": 0.5, "gen_kl": 1.0, "gen_alpha": 0.0, "gen_fraction": 0.25},
 }
 
 
