@@ -95,6 +95,10 @@ class AdvGANGame(MinMaxGame):
         x_adv = (x + delta).clamp(0.0, 1.0)
         return x_adv, x_adv - x
 
+    def adv_loss(self, logits: torch.Tensor, y: torch.Tensor, t: torch.Tensor | None) -> torch.Tensor:
+        """Per-sample L_adv: the C&W margin with confidence ``kappa`` (untargeted, or toward ``t``)."""
+        return cw_margin(logits, y, t, self.cfg.kappa)
+
     def loss(self, player: str, nets: Nets, batch: Batch, step: int) -> tuple[torch.Tensor, LossParts]:
         x, y = batch[0], batch[1]
         if self.cfg.shift:
@@ -112,7 +116,7 @@ class AdvGANGame(MinMaxGame):
             return losses.d_loss(cfg.gan_loss, p_real, p_fake) + cfg.aux_weight * l_cls, {"aux": l_cls.detach()}
         x_adv, delta = self.adversarial(x, t, G, y=y)
         logits = self.attacked(nets)(x_adv)
-        l_adv = cw_margin(logits, y, t, cfg.kappa).mean()
+        l_adv = self.adv_loss(logits, y, t).mean()
         parts: LossParts = {}
         if t_aux is not None:
             p_fake, c_fake = D(x_adv, with_aux=True)
