@@ -104,7 +104,7 @@ def main() -> int:
         targets = [int(s) for s in a.ceiling.split(",") if s.strip()]
         if any(not 0 <= t < 10 for t in targets):
             raise ValueError(f"got {a.ceiling!r}")
-        cfg = AdvGANConfig(eps=0.3, targeted=True, progress=False, device="cpu", seed=0, **over)
+        cfg = AdvGANConfig(**{"eps": 0.3, "targeted": True, "progress": False, "device": "cpu", "seed": 0, **over})
     except (TypeError, ValueError) as e:
         ap.error(f"--ceiling takes digits 0-9 (e.g. 1,4) and --set valid AdvGANConfig fields: {e}")
     torch.set_num_threads(a.threads)
