@@ -47,7 +47,7 @@ from attacks.diagnostics import adversarial_class_entropy, shared_energy  # noqa
 OUT = Path(__file__).parent / "results" / "advgan.json"
 RESULTS: dict = {}
 LEGACY = dict(g_steps=1, beta=1.0, div_weight=0.0, ema_decay=None)  # the 0.1 defaults of the round-2 levers
-LADDER = [  # cumulative: each step adds one lever to the one before (the last two vary the defaults)
+LADDER: list[tuple[str, dict[str, Any]]] = [  # cumulative: each step adds one lever to the one before (the last two vary the defaults)
     ("0.1 defaults (g_steps 1, beta 1, no div, no EMA)", LEGACY),
     ("+ g_steps 2", dict(LEGACY, g_steps=2)),
     ("+ beta 0", dict(LEGACY, g_steps=2, beta=0.0)),
@@ -232,7 +232,8 @@ def main() -> int:
         ap.error(f"--set {targeted_only[0]} applies to targeted AdvGANs only: "
                  "add --skip eps --skip pgd --skip speed --skip blackbox --skip second")
     try:  # bad overrides fail here, before any training
-        AdvGANConfig(**({"targeted": True} if targeted_only else {}), **overrides)
+        tgt: dict[str, Any] = {"targeted": True} if targeted_only else {}
+        AdvGANConfig(**tgt, **overrides)
     except (TypeError, ValueError) as e:
         ap.error(f"--set: {e}")
     if a.arch:
@@ -368,9 +369,9 @@ def main() -> int:
             bb = BlackBox(clf)
             bba = BlackBoxAdvGAN(bb, AdvGANConfig(eps=0.3, **base), mode=mode, surrogate="small_cnn",
                                  surrogate_epochs=t_epochs)
-            t = time.perf_counter()
+            t0 = time.perf_counter()
             bba.fit(train, epochs)
-            secs = time.perf_counter() - t
+            secs = time.perf_counter() - t0
             r = asr(clf, x, y, bba.as_attack()(clf, x, y))
             RESULTS["blackbox"][mode] = {"asr": r, "queries": bba.queries, "train_seconds": secs}
             log(f"black-box {mode}: ASR {r:.4f}, queries {bba.queries}  (train {secs:.0f}s)")
@@ -386,11 +387,11 @@ def main() -> int:
         save()
         # cross-architecture black box: the surrogate (small_cnn) differs from the queried model
         bba = BlackBoxAdvGAN(BlackBox(clf2), AdvGANConfig(eps=0.3, **base), mode="static", surrogate="small_cnn")
-        t = time.perf_counter()
+        t0 = time.perf_counter()
         bba.fit(train, epochs)
         r = asr(clf2, x, y, bba.as_attack()(clf2, x, y))
         RESULTS["second_arch"]["blackbox_static_small_cnn_surrogate"] = {"asr": r, "queries": bba.queries,
-                                                                          "train_seconds": time.perf_counter() - t}
+                                                                          "train_seconds": time.perf_counter() - t0}
         log(f"black-box static vs {a.second_arch} (small_cnn surrogate): ASR {r:.4f}")
         save()
 
