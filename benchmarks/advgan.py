@@ -29,6 +29,7 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -98,6 +99,17 @@ def make_target(arch: str, train, test, epochs: int, seed: int, in_chans: int = 
     clf, hist = train_classifier(clf, train, test, epochs=epochs, seed=seed, device="cpu", progress=False)
     log(f"target {arch}: test accuracy {hist.epochs[-1]['test_accuracy']:.4f} ({time.perf_counter() - t:.0f}s)")
     return clf
+
+
+def target_hits(clf, attack, x: torch.Tensor, y: torch.Tensor, ok: torch.Tensor,
+                targets: Iterable[int] = range(10)) -> dict[int, torch.Tensor]:
+    """Per target class t: whether ``attack`` sends each correctly classified (``ok``) input of another class to t."""
+    out = {}
+    for t in targets:
+        m = (y != t) & ok  # correctly classified inputs of another class, as in asr()
+        tt = torch.full_like(y[m], t)
+        out[t] = predict(clf, attack(clf, x[m], y[m], target=tt)) == t
+    return out
 
 
 def fit(clf, train, cfg: AdvGANConfig, epochs: int, val=None) -> tuple[AdvGAN, float, list]:
@@ -344,13 +356,10 @@ def main() -> int:
         ok = predict(clf, xs) == ys
         union = {t: torch.zeros(int(((ys != t) & ok).sum()), dtype=torch.bool) for t in range(10)}
         for i, (key, name, ref) in enumerate(refs):
-            per = {}
-            for t in range(10):
-                m = (ys != t) & ok  # correctly classified inputs of another class, as in asr()
-                tt = torch.full_like(ys[m], t)
-                hit = predict(clf, ref(clf, xs[m], ys[m], target=tt)) == t
-                union[t] |= hit
-                per[t] = float(hit.float().mean())
+            hits = target_hits(clf, ref, xs, ys, ok)
+            per = {t: float(h.float().mean()) for t, h in hits.items()}
+            for t, h in hits.items():
+                union[t] |= h
             RESULTS[key] = {"eps": 0.3, "images": len(xs), "per_target": per, "mean": sum(per.values()) / 10,
                             "min": min(per.values())}
             log(f"{name} targeted eps=0.3: per target " + " ".join(f"{k}:{v:.2f}" for k, v in per.items()))
